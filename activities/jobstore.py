@@ -1,0 +1,82 @@
+"""Job store activities: the workflow's only way to write job and subtask rows."""
+
+from __future__ import annotations
+
+from sqlalchemy import select, update
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from swarmkeep.messages import JobStatusUpdate, RecordPlanRequest, SubtaskFailure
+from swarmkeep.store.engine import session_scope
+from swarmkeep.store.models import Job, JobStatus, Subtask, SubtaskStatus, utcnow
+
+
+class JobStoreActivities:
+    """Writes made on the workflow's behalf, each idempotent so a retried attempt changes nothing twice."""
+
+    def __init__(self, database_url: str):
+        self.database_url = database_url
+
+    @activity.defn(name="set_job_status")
+    async def set_job_status(self, update_: JobStatusUpdate) -> None:
+        """Move a job to a status; on a terminal one, store metrics and close any open subtasks."""
+        async with session_scope(self.database_url) as session:
+            job = await session.get(Job, update_.job_id)
+            if job is None:
+                raise ApplicationError(f"job {update_.job_id} is not in the job store", non_retryable=True)
+            job.status = update_.status
+            if update_.status == JobStatus.PLANNING and job.started_at is None:
+                job.started_at = utcnow()
+            if update_.status in JobStatus.TERMINAL:
+                job.error = update_.error
+                job.metrics = update_.metrics or {}
+                job.finished_at = utcnow()
+                closing = SubtaskStatus.CANCELED if update_.status == JobStatus.CANCELED else SubtaskStatus.FAILED
+                await session.execute(
+                    update(Subtask)
+                    .where(
+                        Subtask.job_id == update_.job_id,
+                        Subtask.status.in_([SubtaskStatus.PENDING, SubtaskStatus.RUNNING]),
+                    )
+                    .values(status=closing, finished_at=utcnow(), error=update_.error)
+                )
+
+    @activity.defn(name="record_plan")
+    async def record_plan(self, request: RecordPlanRequest) -> None:
+        """Create one subtask row per planned subtask (from the plan stored by `plan_job`), with its stage."""
+        async with session_scope(self.database_url) as session:
+            job = await session.get(Job, request.job_id)
+            if job is None or not job.plan:
+                raise ApplicationError(f"job {request.job_id} has no stored plan", non_retryable=True)
+            stage_of = {sid: index for index, stage in enumerate(request.stages) for sid in stage}
+            existing = set(
+                (await session.scalars(select(Subtask.subtask_id).where(Subtask.job_id == job.id))).all()
+            )
+            for position, item in enumerate(job.plan):
+                if item["id"] in existing:
+                    continue
+                session.add(
+                    Subtask(
+                        job_id=job.id,
+                        subtask_id=item["id"],
+                        position=position,
+                        stage=stage_of.get(item["id"], 0),
+                        role=item["role"],
+                        instruction=item["instruction"],
+                        depends_on=list(item.get("depends_on", [])),
+                    )
+                )
+
+    @activity.defn(name="mark_subtask")
+    async def mark_subtask(self, failure: SubtaskFailure) -> int:
+        """Record a subtask that failed all attempts; return how many attempts it had."""
+        async with session_scope(self.database_url) as session:
+            subtask = await session.scalar(
+                select(Subtask).where(Subtask.job_id == failure.job_id, Subtask.subtask_id == failure.subtask_id)
+            )
+            if subtask is None:
+                return 0
+            subtask.status = failure.status
+            subtask.error = failure.error
+            subtask.finished_at = utcnow()
+            return subtask.attempts

@@ -1,0 +1,113 @@
+"""Orchestrator activities: plan a job, and synthesise the answer from the sub-agents' conclusions."""
+
+from __future__ import annotations
+
+import json
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from swarmkeep.activities.prompts import plan_messages, plan_schema, synthesis_messages
+from swarmkeep.inference.client import LLMClient
+from swarmkeep.messages import PlanItem, PlanOutcome, PlanRequest, SynthesisOutcome, SynthesisRequest
+from swarmkeep.store.engine import session_scope
+from swarmkeep.store.models import Job
+
+PREVIEW_CHARS = 400
+
+
+def parse_plan(text: str) -> tuple[list[dict[str, object]], str | None]:
+    """Read a plan from the model's answer; return its subtasks, or the reason it cannot be read."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        return [], f"the answer is not valid JSON ({error.msg} at position {error.pos})"
+    if not isinstance(data, dict) or not isinstance(data.get("subtasks"), list):
+        return [], "the answer has no 'subtasks' list"
+    subtasks: list[dict[str, object]] = []
+    for index, item in enumerate(data["subtasks"]):
+        if not isinstance(item, dict):
+            return [], f"subtask #{index + 1} is not an object"
+        missing = [key for key in ("id", "role", "instruction") if not isinstance(item.get(key), str)]
+        if missing:
+            return [], f"subtask #{index + 1} lacks {', '.join(missing)}"
+        if not str(item["instruction"]).strip():
+            return [], f"subtask {item['id']!r} has an empty instruction"
+        depends_on = item.get("depends_on", [])
+        if not isinstance(depends_on, list) or not all(isinstance(d, str) for d in depends_on):
+            return [], f"subtask {item['id']!r} has a depends_on that is not a list of ids"
+        subtasks.append(
+            {
+                "id": str(item["id"]).strip(),
+                "role": str(item["role"]).strip(),
+                "instruction": str(item["instruction"]).strip(),
+                "depends_on": [d.strip() for d in depends_on],
+            }
+        )
+    return subtasks, None
+
+
+class PlannerActivities:
+    """The orchestrator's LLM calls; the plan and the synthesis are kept in the job store, not the history."""
+
+    def __init__(self, database_url: str, llm: LLMClient, max_tokens: int):
+        self.database_url = database_url
+        self.llm = llm
+        self.max_tokens = max_tokens
+
+    async def _job(self, job_id: str) -> Job:
+        async with session_scope(self.database_url) as session:
+            job = await session.get(Job, job_id)
+            if job is None:
+                raise ApplicationError(f"job {job_id} is not in the job store", non_retryable=True)
+            return job
+
+    @activity.defn(name="plan_job")
+    async def plan_job(self, request: PlanRequest) -> PlanOutcome:
+        """One orchestrator call with a JSON-schema response format; stores the plan, returns its shape."""
+        job = await self._job(request.job_id)
+        reply = await self.llm.chat(
+            plan_messages(job.task, request.min_subtasks, request.max_subtasks, request.feedback),
+            max_tokens=max(self.max_tokens, 300 * request.max_subtasks),
+            response_format={
+                "type": "json_schema",
+                "json_schema": {
+                    "name": "plan",
+                    "schema": plan_schema(request.min_subtasks, request.max_subtasks),
+                },
+            },
+            temperature=0.2 if request.attempt > 1 else 0.0,
+        )
+        subtasks, problem = parse_plan(reply.content)
+        if problem is None:
+            async with session_scope(self.database_url) as session:
+                stored = await session.get(Job, request.job_id)
+                assert stored is not None
+                stored.plan = subtasks
+        activity.logger.info("plan attempt %s for %s: %s", request.attempt, request.job_id, problem or "read")
+        return PlanOutcome(
+            subtasks=[
+                PlanItem(id=str(s["id"]), role=str(s["role"]), depends_on=list(s["depends_on"]))  # type: ignore[call-overload]
+                for s in subtasks
+            ],
+            problem=problem,
+            prompt_tokens=reply.prompt_tokens,
+            completion_tokens=reply.completion_tokens,
+        )
+
+    @activity.defn(name="synthesize")
+    async def synthesize(self, request: SynthesisRequest) -> SynthesisOutcome:
+        """One orchestrator call over the conclusions; the answer goes to the job row."""
+        job = await self._job(request.job_id)
+        reply = await self.llm.chat(
+            synthesis_messages(job.task, request.conclusions), max_tokens=self.max_tokens * 2
+        )
+        async with session_scope(self.database_url) as session:
+            stored = await session.get(Job, request.job_id)
+            assert stored is not None
+            stored.synthesis = reply.content
+        return SynthesisOutcome(
+            preview=reply.content[:PREVIEW_CHARS],
+            prompt_tokens=reply.prompt_tokens,
+            completion_tokens=reply.completion_tokens,
+        )

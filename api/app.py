@@ -1,0 +1,53 @@
+"""The FastAPI application."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from temporalio.client import Client
+
+from swarmkeep.api.routes import api_router
+from swarmkeep.settings import Settings, get_settings
+from swarmkeep.store.engine import dispose_engines
+from swarmkeep.store.migrate import require_migrated
+from swarmkeep.temporal_client import connect
+
+
+class TemporalConnection:
+    """Connect to Temporal on first use, so the API starts (and answers /healthz) before Temporal is up."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._client: Client | None = None
+        self._lock = asyncio.Lock()
+
+    async def __call__(self) -> Client:
+        async with self._lock:
+            if self._client is None:
+                self._client = await connect(self.settings)
+            return self._client
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The API app; refuses to start on an un-migrated job store."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await require_migrated(settings.effective_database_url)
+        yield
+        await dispose_engines()
+
+    app = FastAPI(
+        title="swarmkeep",
+        version="0.1.0",
+        summary="Post a task; an orchestrator LLM splits it among durable sub-agents and synthesises the result.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.temporal = TemporalConnection(settings)
+    app.include_router(api_router)
+    return app

@@ -1,0 +1,9 @@
+"""All routers of the HTTP API, gathered in one place."""
+
+from fastapi import APIRouter
+
+from swarmkeep.api.routes import health, jobs
+
+api_router = APIRouter()
+api_router.include_router(health.router)
+api_router.include_router(jobs.router)

@@ -1,0 +1,90 @@
+"""Request and response models of the HTTP API (never the database rows themselves)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class JobCreate(BaseModel):
+    """A task for the swarm."""
+
+    task: str = Field(..., min_length=1, max_length=20_000, description="What the swarm should do.")
+    max_parallel: int | None = Field(
+        None, ge=1, le=300, description="Most sub-agents at once for this job (at most the server's limit)."
+    )
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Anything the caller wants echoed back.")
+
+
+class Progress(BaseModel):
+    subtasks_total: int = 0
+    pending: int = 0
+    running: int = 0
+    done: int = 0
+    failed: int = 0
+    retries: int = 0
+    stage: int = 0
+    stages_total: int = 0
+
+
+class SubtaskView(BaseModel):
+    id: str
+    role: str
+    instruction: str
+    depends_on: list[str]
+    stage: int
+    status: str
+    attempts: int
+    steps: int
+    tokens: int
+    conclusion: str | None = None
+    error: str | None = None
+
+
+class JobResult(BaseModel):
+    synthesis: str | None
+    subtasks: list[SubtaskView]
+
+
+class Links(BaseModel):
+    self: str
+    cancel: str
+    temporal_ui: str
+
+
+class JobView(BaseModel):
+    """A job as the API shows it: status, progress, metrics, and (when done) the result."""
+
+    id: str
+    status: str
+    task: str
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    progress: Progress
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    subtasks: list[SubtaskView] = Field(default_factory=list)
+    result: JobResult | None = None
+    error: str | None = None
+    links: Links
+
+
+class JobSummary(BaseModel):
+    id: str
+    status: str
+    task: str
+    created_at: datetime
+    finished_at: datetime | None = None
+    links: Links
+
+
+class JobList(BaseModel):
+    items: list[JobSummary]
+    next_cursor: str | None = Field(None, description="Pass as `cursor` to get the next page; null at the end.")
+
+
+class Problem(BaseModel):
+    detail: str

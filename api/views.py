@@ -1,0 +1,152 @@
+"""Building the API's job views from rows and, while a job runs, the workflow's progress query."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError
+
+from swarmkeep.api.schemas import JobResult, JobSummary, JobView, Links, Progress, SubtaskView
+from swarmkeep.messages import JobProgress
+from swarmkeep.settings import Settings
+from swarmkeep.store.models import Job, JobStatus, Subtask, SubtaskStatus, utcnow
+
+QUERY_TIMEOUT_S = 3.0
+
+# A workflow that closed without writing its terminal status (terminated by an operator, timed out).
+_CLOSED_WITHOUT_RECORD = {
+    WorkflowExecutionStatus.TERMINATED: (JobStatus.FAILED, "The workflow was terminated in Temporal."),
+    WorkflowExecutionStatus.TIMED_OUT: (JobStatus.FAILED, "The workflow timed out in Temporal."),
+    WorkflowExecutionStatus.CANCELED: (JobStatus.CANCELED, "The job was canceled."),
+    WorkflowExecutionStatus.FAILED: (JobStatus.FAILED, "The workflow failed in Temporal."),
+}
+
+
+def links_for(job_id: str, settings: Settings) -> Links:
+    return Links(
+        self=f"/v1/jobs/{job_id}",
+        cancel=f"/v1/jobs/{job_id}/cancel",
+        temporal_ui=settings.job_ui_link(job_id),
+    )
+
+
+def subtask_view(row: Subtask) -> SubtaskView:
+    return SubtaskView(
+        id=row.subtask_id,
+        role=row.role,
+        instruction=row.instruction,
+        depends_on=list(row.depends_on or []),
+        stage=row.stage + 1,
+        status=row.status,
+        attempts=row.attempts,
+        steps=row.steps,
+        tokens=row.prompt_tokens + row.completion_tokens,
+        conclusion=row.conclusion,
+        error=row.error,
+    )
+
+
+def progress_from_rows(rows: list[Subtask]) -> Progress:
+    statuses = [row.status for row in rows]
+    return Progress(
+        subtasks_total=len(rows),
+        pending=statuses.count(SubtaskStatus.PENDING),
+        running=statuses.count(SubtaskStatus.RUNNING),
+        done=statuses.count(SubtaskStatus.SUCCEEDED),
+        failed=statuses.count(SubtaskStatus.FAILED),
+        retries=sum(max(row.attempts - 1, 0) for row in rows),
+        stages_total=max((row.stage + 1 for row in rows), default=0),
+    )
+
+
+def running_metrics(job: Job, rows: list[Subtask]) -> dict[str, float]:
+    """Metrics so far for a job that has not finished (the final ones come from the workflow)."""
+    started = job.started_at or job.created_at
+    if started.tzinfo is None:  # SQLite hands back naive datetimes
+        started = started.replace(tzinfo=utcnow().tzinfo)
+    return {
+        "steps": sum(row.steps for row in rows),
+        "tokens": sum(row.prompt_tokens + row.completion_tokens for row in rows),
+        "wall_time_s": round((utcnow() - started).total_seconds(), 3),
+    }
+
+
+async def _live_progress(client: Client, job_id: str) -> JobProgress | None:
+    try:
+        handle = client.get_workflow_handle(job_id)
+        return await asyncio.wait_for(handle.query("progress", result_type=JobProgress), QUERY_TIMEOUT_S)
+    except (RPCError, asyncio.TimeoutError, Exception):  # the row's view is good enough without it
+        return None
+
+
+async def reconcile_closed(session: AsyncSession, client: Client, job: Job) -> None:
+    """Mark a job whose workflow closed without recording it (e.g. terminated in the UI) as terminal."""
+    try:
+        description = await client.get_workflow_handle(job.id).describe()
+    except Exception:
+        return
+    if description.status in _CLOSED_WITHOUT_RECORD:
+        status, error = _CLOSED_WITHOUT_RECORD[description.status]
+        await session.refresh(job)
+        if job.status not in JobStatus.TERMINAL:
+            job.status, job.error, job.finished_at = status, error, utcnow()
+            await session.commit()
+
+
+async def job_view(session: AsyncSession, client: Client | None, job: Job, settings: Settings) -> JobView:
+    """The full view of one job."""
+    rows = list(
+        (await session.scalars(select(Subtask).where(Subtask.job_id == job.id).order_by(Subtask.position))).all()
+    )
+    progress = progress_from_rows(rows)
+    if job.status not in JobStatus.TERMINAL and client is not None:
+        live = await _live_progress(client, job.id)
+        if live is not None:
+            progress.stage = live.stage
+            progress.stages_total = live.stages_total or progress.stages_total
+        else:
+            await reconcile_closed(session, client, job)
+    subtasks = [subtask_view(row) for row in rows]
+    finished = job.status in JobStatus.TERMINAL
+    result = JobResult(synthesis=job.synthesis, subtasks=subtasks) if job.status == JobStatus.SUCCEEDED else None
+    return JobView(
+        id=job.id,
+        status=job.status,
+        task=job.task,
+        metadata=dict((job.options or {}).get("metadata", {})),
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        progress=progress,
+        metrics=dict(job.metrics) if finished and job.metrics else running_metrics(job, rows),
+        subtasks=subtasks,
+        result=result,
+        error=job.error,
+        links=links_for(job.id, settings),
+    )
+
+
+def job_summary(job: Job, settings: Settings) -> JobSummary:
+    return JobSummary(
+        id=job.id,
+        status=job.status,
+        task=job.task,
+        created_at=job.created_at,
+        finished_at=job.finished_at,
+        links=links_for(job.id, settings),
+    )
+
+
+def encode_cursor(created_at: datetime, job_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{job_id}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """Raise ValueError on a cursor this API did not hand out."""
+    created, job_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
+    return datetime.fromisoformat(created), job_id

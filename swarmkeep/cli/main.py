@@ -1,0 +1,206 @@
+"""The `swarmkeep` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from swarmkeep.cli.api_client import ApiClient, ApiError
+from swarmkeep.cli.render import print_job, watch_job
+from swarmkeep.settings import display_value, get_settings, setting_sources
+
+app = typer.Typer(help="swarmkeep: a durable, self-hostable agent swarm.", no_args_is_help=True)
+jobs_app = typer.Typer(help="List, show and cancel jobs.", no_args_is_help=True)
+model_app = typer.Typer(help="The embedded local model.", no_args_is_help=True)
+app.add_typer(jobs_app, name="jobs")
+app.add_typer(model_app, name="model")
+console = Console()
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error:[/] {message}")
+    raise typer.Exit(1)
+
+
+def _logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@app.command()
+def config() -> None:
+    """Print the effective settings and where each came from."""
+    settings = get_settings()
+    sources = setting_sources(settings)
+    table = Table("setting", "value", "source")
+    for name in type(settings).model_fields:
+        table.add_row(f"SWARMKEEP_{name.upper()}", str(display_value(settings, name)), sources[name])
+    console.print(table)
+
+
+@app.command()
+def migrate() -> None:
+    """Create or upgrade the job store's tables (Alembic, to head)."""
+    from swarmkeep.store.engine import run_once
+    from swarmkeep.store.migrate import upgrade
+
+    settings = get_settings()
+    run_once(upgrade(settings.effective_database_url))
+    console.print(f"Job store migrated: {settings.effective_database_url}")
+
+
+@app.command()
+def worker() -> None:
+    """Run a worker: it polls the task queue and runs jobs' workflows and sub-agents."""
+    from swarmkeep.store.migrate import DatabaseNotMigratedError
+    from swarmkeep.worker import run_worker
+
+    _logging()
+    stop = asyncio.Event()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_worker(get_settings(), stop)
+
+    try:
+        asyncio.run(main())
+    except DatabaseNotMigratedError as error:
+        _fail(str(error))
+
+
+@app.command()
+def api() -> None:
+    """Serve the HTTP API (OpenAPI at /openapi.json, docs at /docs)."""
+    import uvicorn
+
+    from swarmkeep.api.app import create_app
+    from swarmkeep.store.engine import run_once
+    from swarmkeep.store.migrate import DatabaseNotMigratedError, require_migrated
+
+    settings = get_settings()
+    try:
+        run_once(require_migrated(settings.effective_database_url))
+    except DatabaseNotMigratedError as error:
+        _fail(str(error))
+    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level="info")
+
+
+@app.command()
+def up() -> None:
+    """Start everything on this machine: Temporal dev server, migrations, local model, worker, API. Ctrl-C stops."""
+    from swarmkeep.services.stack import LocalStack
+
+    settings = get_settings()
+    stack = LocalStack(settings, say=console.print)
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    try:
+        stack.start_all()
+        console.print(f"[green]swarmkeep is up.[/] Submit with: swarmkeep run \"your task\"  (logs in {stack.log_dir})")
+        while not stopped.wait(1.0):
+            pass
+    except KeyboardInterrupt:
+        pass
+    except Exception as error:
+        stack.stop()
+        _fail(str(error))
+    finally:
+        console.print("Stopping ...")
+        stack.stop()
+
+
+@app.command()
+def run(
+    task: Annotated[str, typer.Argument(help="What the swarm should do.")],
+    max_parallel: Annotated[int | None, typer.Option(help="Most sub-agents at once.")] = None,
+    keep_running: Annotated[bool, typer.Option(help="Leave the services this command started running.")] = False,
+) -> None:
+    """Submit a job (starting what is needed), watch its sub-agents, and print the result."""
+    from swarmkeep.services.stack import LocalStack
+
+    settings = get_settings()
+    api = ApiClient(settings.effective_api_url)
+    stack: LocalStack | None = None
+    try:
+        if not api.reachable():
+            console.print(f"No API at {settings.effective_api_url}: starting the local stack ...")
+            stack = LocalStack(settings, say=console.print)
+            stack.start_all()
+        job = api.create_job(task, max_parallel)
+        console.print(f"Submitted [bold]{job['id']}[/] · Temporal UI: {job['links']['temporal_ui']}")
+        final = watch_job(api, job["id"], console, settings.max_steps)
+        print_job(final, console)
+        if final["status"] != "succeeded":
+            raise typer.Exit(1)
+    except ApiError as error:
+        _fail(str(error))
+    except KeyboardInterrupt:
+        console.print("Interrupted; the job goes on in Temporal (see `swarmkeep jobs show`).")
+        raise typer.Exit(130) from None
+    finally:
+        if stack is not None and not keep_running:
+            console.print("Stopping the services this command started ...")
+            stack.stop()
+
+
+@jobs_app.command("list")
+def jobs_list(
+    status: Annotated[str | None, typer.Option(help="Only jobs in this status.")] = None,
+    limit: Annotated[int, typer.Option(help="How many.")] = 20,
+) -> None:
+    """List jobs, newest first."""
+    try:
+        page = ApiClient(get_settings().effective_api_url).list_jobs(status, limit)
+    except ApiError as error:
+        _fail(str(error))
+    table = Table("id", "status", "created", "task")
+    for item in page["items"]:
+        table.add_row(item["id"], item["status"], item["created_at"][:19], item["task"][:60])
+    console.print(table)
+
+
+@jobs_app.command("show")
+def jobs_show(job_id: str) -> None:
+    """Show a job: status, sub-agents, synthesis and metrics."""
+    try:
+        print_job(ApiClient(get_settings().effective_api_url).get_job(job_id), console)
+    except ApiError as error:
+        _fail(str(error))
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(job_id: str) -> None:
+    """Cancel a running job; its sub-agents are stopped."""
+    try:
+        job = ApiClient(get_settings().effective_api_url).cancel_job(job_id)
+    except ApiError as error:
+        _fail(str(error))
+    console.print(f"Cancel requested for {job['id']} (status now {job['status']}).")
+
+
+@model_app.command("serve")
+def model_serve() -> None:
+    """Prepare and serve the embedded local model alone (vLLM CPU build) until Ctrl-C."""
+    from swarmkeep.inference.local_model import LocalModelServer, prepare_local_model
+
+    settings = get_settings()
+    path = prepare_local_model(settings.effective_model_dir, progress=console.print)
+    server = LocalModelServer(path, port=settings.local_model_port, log_file=settings.data_dir / "logs" / "model.log")
+    console.print("$ " + " ".join(server.command()))
+    server.start()
+    try:
+        server.wait_healthy()
+        console.print(f"[green]Serving[/] {settings.effective_llm_model} at {server.base_url} (Ctrl-C stops)")
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()

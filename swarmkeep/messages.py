@@ -1,0 +1,161 @@
+"""What workflows and activities hand each other: one dataclass in, one out, ids and short texts only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class JobLimits:
+    """The limits a job runs under, fixed when it is submitted so a replay never sees other values."""
+
+    max_parallel: int = 32
+    min_subtasks: int = 3
+    max_subtasks: int = 12
+    max_steps: int = 4
+    conclusion_chars: int = 1200
+    subagent_attempts: int = 3
+    subagent_timeout_s: float = 600.0
+    heartbeat_timeout_s: float = 60.0
+    llm_timeout_s: float = 120.0
+
+
+@dataclass
+class JobInput:
+    """Input of `SwarmWorkflow`: the job id (also the workflow id) and its limits; the task text is in the job row."""
+
+    job_id: str
+    limits: JobLimits = field(default_factory=JobLimits)
+
+
+@dataclass
+class JobOutcome:
+    """What `SwarmWorkflow` returns: the terminal status and a short preview of the result."""
+
+    job_id: str
+    status: str
+    preview: str = ""
+    error: str | None = None
+
+
+@dataclass
+class PlanRequest:
+    """Ask the orchestrator for a plan; `feedback` carries the previous plan's validation error."""
+
+    job_id: str
+    min_subtasks: int
+    max_subtasks: int
+    attempt: int = 1
+    feedback: str | None = None
+
+
+@dataclass
+class PlanItem:
+    """One planned subtask without its instruction (that stays in the job store)."""
+
+    id: str
+    role: str
+    depends_on: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PlanOutcome:
+    """The plan's shape, or why the model's answer could not be read as a plan."""
+
+    subtasks: list[PlanItem] = field(default_factory=list)
+    problem: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass
+class RecordPlanRequest:
+    """Write the accepted plan's subtasks, with their stages, to the job store."""
+
+    job_id: str
+    stages: list[list[str]]
+
+
+@dataclass
+class DependencyConclusion:
+    """A finished subtask's conclusion, as a dependant or the synthesis sees it."""
+
+    subtask_id: str
+    role: str
+    status: str
+    conclusion: str
+
+
+@dataclass
+class SubagentInput:
+    """Input of `run_subagent`: which subtask, its limits, and its dependencies' conclusions."""
+
+    job_id: str
+    subtask_id: str
+    max_steps: int
+    conclusion_chars: int
+    dependencies: list[DependencyConclusion] = field(default_factory=list)
+
+
+@dataclass
+class SubagentResult:
+    """What a sub-agent hands up: its conclusion, steps and token usage."""
+
+    subtask_id: str
+    conclusion: str
+    steps: int
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    attempt: int = 1
+
+
+@dataclass
+class SubtaskFailure:
+    """Record that a subtask failed all its attempts (or was canceled)."""
+
+    job_id: str
+    subtask_id: str
+    status: str
+    error: str
+
+
+@dataclass
+class SynthesisRequest:
+    """Ask the orchestrator to write the answer from the conclusions."""
+
+    job_id: str
+    conclusions: list[DependencyConclusion]
+
+
+@dataclass
+class SynthesisOutcome:
+    preview: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass
+class JobStatusUpdate:
+    """Move a job to a new status; terminal statuses carry the error and metrics."""
+
+    job_id: str
+    status: str
+    error: str | None = None
+    metrics: dict[str, Any] | None = None
+
+
+@dataclass
+class JobProgress:
+    """Answer of the `progress` query."""
+
+    status: str
+    stage: int = 0
+    stages_total: int = 0
+    subtasks_total: int = 0
+    pending: int = 0
+    running: int = 0
+    done: int = 0
+    failed: int = 0
+    retries: int = 0
+    steps: int = 0

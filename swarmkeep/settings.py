@@ -1,0 +1,196 @@
+"""Configuration: one pydantic-settings `Settings`, environment prefix `SWARMKEEP_`, built once."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# A job may never run more sub-agents at once than this, whatever the settings say.
+HARD_MAX_PARALLEL = 300
+
+LOCAL_MODEL_NAME = "smollm2-135m-instruct"
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "swarmkeep"
+
+
+class Settings(BaseSettings):
+    """Every setting swarmkeep reads; each field is `SWARMKEEP_<NAME>` in the environment or `.env`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SWARMKEEP_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    data_dir: Path = Field(
+        default_factory=_default_data_dir,
+        description="Where the SQLite job store, the Temporal dev server's database and logs live.",
+    )
+    database_url: str = Field(
+        "",
+        description="SQLAlchemy async URL of the job store; empty means a SQLite file in the data directory. "
+        "PostgreSQL: postgresql+asyncpg://user:pass@host/db.",
+    )
+
+    temporal_address: str = Field(
+        "",
+        description="host:port of the Temporal frontend; empty means the dev server swarmkeep starts itself.",
+    )
+    temporal_namespace: str = Field("default", description="Temporal namespace for jobs.")
+    temporal_dev_port: int = Field(7233, description="Port of the dev server swarmkeep starts.")
+    temporal_ui_port: int = Field(8233, description="Port of the dev server's web UI.")
+    temporal_ui_url: str = Field(
+        "",
+        description="Base URL of the Temporal web UI for job links; empty means the local dev server's UI.",
+    )
+    task_queue: str = Field("swarmkeep", description="Temporal task queue the worker polls.")
+
+    llm_base_url: str = Field(
+        "",
+        description="OpenAI-compatible endpoint (e.g. https://api.moonshot.ai/v1); empty means the embedded "
+        "local model.",
+    )
+    llm_api_key: SecretStr = Field(SecretStr(""), description="API key for the LLM endpoint.")
+    llm_model: str = Field("", description="Model name; empty means the endpoint's or local model's default.")
+    llm_timeout_s: float = Field(120.0, description="Timeout of one LLM call, in seconds.")
+    llm_max_tokens: int = Field(400, description="Most tokens one LLM step may generate.")
+    llm_thinking: bool = Field(
+        False, description="Kimi models only: ask for thinking (reasoning) on each call."
+    )
+    local_model_port: int = Field(8300, description="Port of the embedded local model server.")
+    model_dir: Path | None = Field(
+        None, description="Where the converted local model is cached; empty means <data_dir>/models."
+    )
+
+    api_host: str = Field("127.0.0.1", description="Address the HTTP API listens on.")
+    api_port: int = Field(8080, description="Port of the HTTP API.")
+    api_url: str = Field(
+        "", description="URL the CLI talks to; empty means http://<api_host>:<api_port>."
+    )
+
+    max_parallel: int = Field(
+        32, ge=1, description=f"Most sub-agents one job runs at once (hard cap {HARD_MAX_PARALLEL})."
+    )
+    max_subtasks: int = Field(12, ge=1, description="Most subtasks one plan may have.")
+    min_subtasks: int = Field(3, ge=1, description="Fewest subtasks a plan must have.")
+    max_steps: int = Field(4, ge=1, description="Most steps (LLM turns) one sub-agent may take.")
+    conclusion_chars: int = Field(
+        1200, ge=100, description="Longest conclusion a sub-agent hands up, in characters."
+    )
+    subagent_attempts: int = Field(3, ge=1, description="Attempts per sub-agent before it counts as failed.")
+    subagent_timeout_s: float = Field(600.0, description="Start-to-close timeout of one sub-agent attempt.")
+    heartbeat_timeout_s: float = Field(
+        60.0, description="A sub-agent silent this long is considered stalled and retried."
+    )
+
+    @field_validator("max_parallel")
+    @classmethod
+    def _cap_parallel(cls, value: int) -> int:
+        if value > HARD_MAX_PARALLEL:
+            raise ValueError(f"max_parallel is capped at {HARD_MAX_PARALLEL}; got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> Settings:
+        if self.min_subtasks > self.max_subtasks:
+            raise ValueError(
+                f"min_subtasks ({self.min_subtasks}) is larger than max_subtasks ({self.max_subtasks})"
+            )
+        return self
+
+    # Derived values: the defaults that depend on other settings.
+
+    @property
+    def effective_database_url(self) -> str:
+        """The job store URL, defaulting to a SQLite file in the data directory."""
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'swarmkeep.db'}"
+
+    @property
+    def uses_dev_server(self) -> bool:
+        """True when swarmkeep should start (or reuse) its own Temporal dev server."""
+        return not self.temporal_address
+
+    @property
+    def effective_temporal_address(self) -> str:
+        return self.temporal_address or f"127.0.0.1:{self.temporal_dev_port}"
+
+    @property
+    def effective_temporal_ui_url(self) -> str:
+        return (self.temporal_ui_url or f"http://127.0.0.1:{self.temporal_ui_port}").rstrip("/")
+
+    @property
+    def uses_local_model(self) -> bool:
+        """True when no LLM endpoint is configured and the embedded model serves the swarm."""
+        return not self.llm_base_url
+
+    @property
+    def effective_llm_base_url(self) -> str:
+        return self.llm_base_url or f"http://127.0.0.1:{self.local_model_port}/v1"
+
+    @property
+    def effective_llm_model(self) -> str:
+        return self.llm_model or LOCAL_MODEL_NAME
+
+    @property
+    def effective_model_dir(self) -> Path:
+        return self.model_dir or self.data_dir / "models"
+
+    @property
+    def effective_api_url(self) -> str:
+        return (self.api_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
+
+    def job_ui_link(self, job_id: str) -> str:
+        """The Temporal UI page of a job's workflow."""
+        return f"{self.effective_temporal_ui_url}/namespaces/{self.temporal_namespace}/workflows/{job_id}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()
+
+
+def setting_sources(settings: Settings) -> dict[str, str]:
+    """Where each setting's value came from: environment, .env file, or default."""
+    env_file = Path(".env")
+    dotenv_keys: set[str] = set()
+    if env_file.is_file():
+        for line in env_file.read_text().splitlines():
+            key = line.split("=", 1)[0].strip()
+            if key and not key.startswith("#"):
+                dotenv_keys.add(key.upper())
+    sources: dict[str, str] = {}
+    for name in type(settings).model_fields:
+        key = f"SWARMKEEP_{name.upper()}"
+        if key in os.environ:
+            sources[name] = f"environment ({key})"
+        elif key in dotenv_keys:
+            sources[name] = f".env ({key})"
+        else:
+            sources[name] = "default"
+    return sources
+
+
+def display_value(settings: Settings, name: str) -> Any:
+    """A setting's value for printing, with secrets masked and derived defaults spelled out."""
+    value = getattr(settings, name)
+    if isinstance(value, SecretStr):
+        return "****" if value.get_secret_value() else "(unset)"
+    derived = {
+        "database_url": settings.effective_database_url,
+        "temporal_address": settings.effective_temporal_address
+        + (" (dev server started by swarmkeep)" if settings.uses_dev_server else ""),
+        "llm_base_url": settings.effective_llm_base_url
+        + (" (embedded local model)" if settings.uses_local_model else ""),
+        "llm_model": settings.effective_llm_model,
+        "model_dir": settings.effective_model_dir,
+        "api_url": settings.effective_api_url,
+        "temporal_ui_url": settings.effective_temporal_ui_url,
+    }
+    return derived.get(name, value)

@@ -1,0 +1,90 @@
+"""Database engine and sessions for the job store (SQLite by default, PostgreSQL in production)."""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+# Async engines belong to the event loop that made them, so each loop has its own (weakly held) cache.
+T = TypeVar("T")
+
+_engines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, AsyncEngine]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets the API read while the worker writes; the busy timeout makes
+    # concurrent sub-agents wait for the write lock instead of failing.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def ensure_sqlite_dir(url: str) -> None:
+    """Create the folder a SQLite file lives in, so a fresh data directory just works."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+
+
+def get_engine(url: str) -> AsyncEngine:
+    """One engine per URL per event loop."""
+    cache = _engines.setdefault(asyncio.get_running_loop(), {})
+    engine = cache.get(url)
+    if engine is None:
+        ensure_sqlite_dir(url)
+        kwargs: dict[str, Any] = {}
+        if make_url(url).get_backend_name() != "sqlite":
+            kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
+        engine = create_async_engine(url, **kwargs)
+        if engine.dialect.name == "sqlite":
+            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        cache[url] = engine
+    return engine
+
+
+def session_factory(url: str) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(get_engine(url), expire_on_commit=False)
+
+
+@asynccontextmanager
+async def session_scope(url: str) -> AsyncIterator[AsyncSession]:
+    """A session that commits on success and rolls back on error."""
+    async with session_factory(url)() as session:
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+
+
+async def dispose_engines() -> None:
+    """Close the pooled connections of this event loop's engines (at shutdown, and between tests)."""
+    for engine in _engines.pop(asyncio.get_running_loop(), {}).values():
+        await engine.dispose()
+
+
+def run_once(coro: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run` for a one-off database task, closing its connections before the loop ends."""
+
+    async def main() -> T:
+        try:
+            return await coro
+        finally:
+            await dispose_engines()
+
+    return asyncio.run(main())

@@ -1,0 +1,198 @@
+"""A scripted OpenAI-compatible chat server for deterministic orchestration tests; it can fail on cue.
+
+It answers over real HTTP. The orchestrator's plan requests (they carry a response_format) get the scripted
+plans in order; synthesis requests get a fixed answer; a sub-agent's requests are recognised by the subtask
+instruction, which the default plan writes as "Do part <id>.".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from swarmkeep.services.process import free_port
+
+SUBTASK_RE = re.compile(r"Your subtask: Do part (\S+?)\.")
+
+
+def plan_json(subtasks: list[dict[str, Any]]) -> str:
+    return json.dumps({"subtasks": subtasks})
+
+
+def fan_out_plan(n: int, roles: tuple[str, ...] = ("researcher", "analyst", "coder")) -> str:
+    """n independent subtasks s1..sn."""
+    return plan_json(
+        [
+            {"id": f"s{i}", "role": roles[(i - 1) % len(roles)], "instruction": f"Do part s{i}.", "depends_on": []}
+            for i in range(1, n + 1)
+        ]
+    )
+
+
+def diamond_plan() -> str:
+    """s1 and s2 in parallel, then s3 using both."""
+    return plan_json(
+        [
+            {"id": "s1", "role": "researcher", "instruction": "Do part s1.", "depends_on": []},
+            {"id": "s2", "role": "analyst", "instruction": "Do part s2.", "depends_on": []},
+            {"id": "s3", "role": "writer", "instruction": "Do part s3.", "depends_on": ["s1", "s2"]},
+        ]
+    )
+
+
+@dataclass
+class Fault:
+    """Fail matching requests: `kind` is plan, subagent or synthesis; `times` how many requests to fail."""
+
+    kind: str
+    status: int = 500
+    subtask: str | None = None
+    times: int = 1
+    retry_after: float | None = None
+    delay_s: float = 0.0
+    body: str | None = None  # a 200 with this raw content instead of an error
+
+
+@dataclass
+class Script:
+    """What the server answers; tests set it before submitting a job."""
+
+    plans: list[str] = field(default_factory=lambda: [diamond_plan()])
+    steps_to_conclude: int = 2
+    synthesis: str = "Final answer built from the sub-agents' conclusions."
+    subagent_delay_s: float = 0.0
+    faults: list[Fault] = field(default_factory=list)
+    on_subagent: Callable[[str, int], None] | None = None  # called with (subtask id, step)
+
+
+class ScriptedLLM:
+    """The server, its script and a log of what it was asked."""
+
+    def __init__(self) -> None:
+        self.script = Script()
+        self.requests: list[dict[str, Any]] = []
+        self.port = free_port()
+        self._lock = threading.Lock()
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self.app = self._build_app()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def reset(self, script: Script | None = None) -> Script:
+        with self._lock:
+            self.script = script or Script()
+            self.requests = []
+        return self.script
+
+    def calls(self, kind: str, subtask: str | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            return [r for r in self.requests if r["kind"] == kind and (subtask is None or r["subtask"] == subtask)]
+
+    def _classify(self, body: dict[str, Any]) -> tuple[str, str | None, int]:
+        messages = body.get("messages", [])
+        if body.get("response_format"):
+            return "plan", None, 0
+        system = messages[0]["content"] if messages else ""
+        if "They have finished their subtasks" in system:
+            return "synthesis", None, 0
+        opening = messages[1]["content"] if len(messages) > 1 else ""
+        match = SUBTASK_RE.search(opening)
+        step = sum(1 for m in messages if m["role"] == "assistant") + 1
+        return "subagent", match.group(1) if match else None, step
+
+    def _take_fault(self, kind: str, subtask: str | None) -> Fault | None:
+        with self._lock:
+            for fault in self.script.faults:
+                if fault.kind == kind and fault.times > 0 and (fault.subtask in (None, subtask)):
+                    fault.times -= 1
+                    return fault
+        return None
+
+    def _answer(self, kind: str, subtask: str | None, step: int) -> str:
+        script = self.script
+        if kind == "plan":
+            with self._lock:
+                index = len([r for r in self.requests if r["kind"] == "plan"]) - 1
+            return script.plans[min(index, len(script.plans) - 1)]
+        if kind == "synthesis":
+            return script.synthesis
+        if step >= script.steps_to_conclude:
+            return f"Work on {subtask}, step {step}.\nCONCLUSION: result of {subtask}"
+        return f"Work on {subtask}, step {step}: drafting."
+
+    def _build_app(self) -> FastAPI:
+        app = FastAPI()
+
+        @app.get("/health")
+        async def health() -> dict[str, str]:
+            return {"status": "ok"}
+
+        @app.post("/v1/chat/completions")
+        async def chat(request: Request) -> Response:
+            body = await request.json()
+            kind, subtask, step = self._classify(body)
+            with self._lock:
+                self.requests.append({"kind": kind, "subtask": subtask, "step": step, "at": time.time(), "body": body})
+            fault = self._take_fault(kind, subtask)
+            if kind == "subagent":
+                if self.script.on_subagent and subtask:
+                    self.script.on_subagent(subtask, step)
+                if self.script.subagent_delay_s:
+                    await asyncio.sleep(self.script.subagent_delay_s)
+            content = self._answer(kind, subtask, step)
+            if fault is not None:
+                if fault.delay_s:
+                    await asyncio.sleep(fault.delay_s)
+                if fault.body is not None:
+                    content = fault.body
+                else:
+                    headers = {"retry-after": str(fault.retry_after)} if fault.retry_after is not None else {}
+                    return JSONResponse(
+                        {"error": {"message": f"scripted failure {fault.status}", "type": "scripted"}},
+                        status_code=fault.status,
+                        headers=headers,
+                    )
+            return JSONResponse(
+                {
+                    "id": f"chatcmpl-{len(self.requests)}",
+                    "object": "chat.completion",
+                    "created": int(time.time()),
+                    "model": body.get("model", "scripted"),
+                    "choices": [
+                        {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+                    ],
+                    "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+                }
+            )
+
+        return app
+
+    def start(self) -> None:
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 20
+        while not self._server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the scripted LLM server did not start")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)

@@ -1,0 +1,69 @@
+"""The LLM client: Temporal-shaped errors, Retry-After, reasoning fields and Kimi options."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import httpx
+import openai
+import pytest
+
+from swarmkeep.activities.planner import parse_plan
+from swarmkeep.activities.prompts import extract_conclusion
+from swarmkeep.inference.client import LLMClient, retry_after_seconds, to_activity_error
+
+
+def status_error(cls: type[openai.APIStatusError], status: int, headers: dict[str, str]) -> openai.APIStatusError:
+    request = httpx.Request("POST", "http://x/v1/chat/completions")
+    response = httpx.Response(status, headers=headers, request=request)
+    return cls("boom", response=response, body=None)
+
+
+def test_rate_limit_becomes_retry_with_the_servers_delay() -> None:
+    error = to_activity_error(status_error(openai.RateLimitError, 429, {"retry-after": "7"}))
+    assert error.next_retry_delay == timedelta(seconds=7)
+    assert not error.non_retryable
+
+
+def test_retry_after_forms() -> None:
+    assert retry_after_seconds(httpx.Headers({"retry-after-ms": "250"})) == 0.25
+    assert retry_after_seconds(httpx.Headers({"retry-after": "2.5"})) == 2.5
+    assert retry_after_seconds(httpx.Headers({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"})) == 0.0
+    assert retry_after_seconds(httpx.Headers({})) == 5.0
+
+
+def test_server_errors_retry_but_bad_requests_do_not() -> None:
+    assert not to_activity_error(status_error(openai.InternalServerError, 503, {})).non_retryable
+    assert to_activity_error(status_error(openai.BadRequestError, 400, {})).non_retryable
+
+
+def test_kimi_models_get_thinking_options_and_others_none() -> None:
+    kimi = LLMClient(base_url="http://x/v1", api_key="k", model="kimi-k2.6", timeout_s=5, thinking=True)
+    assert kimi._extra_body() == {"thinking": {"type": "enabled"}, "chat_template_kwargs": {"thinking": True}}
+    other = LLMClient(base_url="http://x/v1", api_key="k", model="smollm2", timeout_s=5)
+    assert other._extra_body() is None
+
+
+def test_client_has_sdk_retries_off() -> None:
+    client = LLMClient(base_url="http://x/v1", api_key="", model="m", timeout_s=5)
+    assert client._client.max_retries == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("thinking...\nCONCLUSION: the answer", ("the answer", True)),
+        ("no mark here", ("no mark here", False)),
+        ("CONCLUSION: " + "x" * 50, ("x" * 19 + "…", True)),
+    ],
+)
+def test_extract_conclusion(text: str, expected: tuple[str, bool]) -> None:
+    assert extract_conclusion(text, 20) == expected
+
+
+def test_parse_plan_explains_unreadable_answers() -> None:
+    assert parse_plan("nope")[1].startswith("the answer is not valid JSON")
+    assert parse_plan('{"x": 1}')[1] == "the answer has no 'subtasks' list"
+    assert "lacks role" in parse_plan('{"subtasks": [{"id": "a", "instruction": "i"}]}')[1]
+    plan, problem = parse_plan('{"subtasks": [{"id": " a ", "role": "coder", "instruction": "i"}]}')
+    assert problem is None and plan == [{"id": "a", "role": "coder", "instruction": "i", "depends_on": []}]

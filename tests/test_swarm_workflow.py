@@ -1,0 +1,104 @@
+"""SwarmWorkflow end to end against the real Temporal dev server, the API over HTTP, and the scripted model."""
+
+from __future__ import annotations
+
+from tests.support.scripted_llm import Fault, Script, diamond_plan, fan_out_plan
+
+
+async def test_job_succeeds_with_every_conclusion(swarm_factory) -> None:
+    swarm = await swarm_factory()
+    swarm.llm.reset(Script(plans=[diamond_plan()], steps_to_conclude=2))
+    job_id = await swarm.submit("Compare two databases.")
+    job = await swarm.wait(job_id)
+    assert job["status"] == "succeeded", job
+    result = job["result"]
+    assert result["synthesis"].startswith("Final answer")
+    conclusions = {s["id"]: s["conclusion"] for s in result["subtasks"]}
+    assert conclusions == {"s1": "result of s1", "s2": "result of s2", "s3": "result of s3"}
+    assert [s["stage"] for s in result["subtasks"]] == [1, 1, 2]
+    metrics = job["metrics"]
+    # 3 sub-agents x 2 steps + plan + synthesis; critical: plan + 2 (stage 1) + 2 (stage 2) + synthesis
+    assert metrics["steps"] == 8
+    assert metrics["critical_steps"] == 6
+    assert metrics["tokens"] == 15 * 8
+    # s3 saw its dependencies' conclusions, not their notebooks
+    s3_opening = swarm.llm.calls("subagent", "s3")[0]["body"]["messages"][1]["content"]
+    assert "result of s1" in s3_opening and "result of s2" in s3_opening
+    assert "drafting" not in s3_opening
+
+
+async def test_unusable_plan_twice_fails_the_job(swarm_factory) -> None:
+    swarm = await swarm_factory()
+    swarm.llm.reset(Script(plans=["this is not json", fan_out_plan(0)]))
+    job_id = await swarm.submit()
+    job = await swarm.wait(job_id)
+    assert job["status"] == "failed"
+    assert "plan was unusable twice" in job["error"]
+    assert len(swarm.llm.calls("plan")) == 2
+    # the second request carried the first one's validation error
+    feedback = swarm.llm.calls("plan")[1]["body"]["messages"][-1]["content"]
+    assert "not valid JSON" in feedback
+
+
+async def test_invalid_plan_is_re_asked_once(swarm_factory) -> None:
+    swarm = await swarm_factory()
+    cyclic = (
+        '{"subtasks": [{"id": "a", "role": "coder", "instruction": "Do part a.", "depends_on": ["b"]},'
+        ' {"id": "b", "role": "coder", "instruction": "Do part b.", "depends_on": ["a"]}]}'
+    )
+    swarm.llm.reset(Script(plans=[cyclic, fan_out_plan(3)]))
+    job = await swarm.wait(await swarm.submit())
+    assert job["status"] == "succeeded"
+    assert "cycle" in swarm.llm.calls("plan")[1]["body"]["messages"][-1]["content"]
+
+
+async def test_failed_subtask_is_recorded_and_run_goes_on(swarm_factory) -> None:
+    swarm = await swarm_factory(subagent_attempts=2)
+    swarm.llm.reset(
+        Script(plans=[diamond_plan()], steps_to_conclude=1, faults=[Fault("subagent", 500, subtask="s1", times=5)])
+    )
+    job = await swarm.wait(await swarm.submit())
+    assert job["status"] == "succeeded"
+    by_id = {s["id"]: s for s in job["subtasks"]}
+    assert by_id["s1"]["status"] == "failed"
+    assert "500" in by_id["s1"]["error"]
+    assert by_id["s1"]["attempts"] == 2
+    assert by_id["s3"]["status"] == "succeeded"
+    s3_opening = swarm.llm.calls("subagent", "s3")[0]["body"]["messages"][1]["content"]
+    assert "status='failed'" in s3_opening
+    assert job["metrics"]["subtasks_failed"] == 1
+    assert job["metrics"]["retries"] == 1
+
+
+async def test_rate_limit_is_retried_after_the_servers_delay(swarm_factory) -> None:
+    swarm = await swarm_factory()
+    swarm.llm.reset(
+        Script(plans=[fan_out_plan(3)], steps_to_conclude=1, faults=[Fault("subagent", 429, subtask="s2", retry_after=1.5)])
+    )
+    job = await swarm.wait(await swarm.submit())
+    assert job["status"] == "succeeded"
+    calls = swarm.llm.calls("subagent", "s2")
+    assert len(calls) == 2
+    assert calls[1]["at"] - calls[0]["at"] >= 1.4  # waited for Retry-After, not the default backoff
+    assert {s["id"]: s["attempts"] for s in job["subtasks"]}["s2"] == 2
+    assert job["progress"]["retries"] == 1
+
+
+async def test_cancel_stops_the_job(swarm_factory) -> None:
+    swarm = await swarm_factory()
+    swarm.llm.reset(Script(plans=[fan_out_plan(3)], steps_to_conclude=50, subagent_delay_s=0.5))
+    job_id = await swarm.submit()
+    for _ in range(100):
+        job = await swarm.job(job_id)
+        if job["status"] == "running":
+            break
+        import asyncio
+
+        await asyncio.sleep(0.1)
+    response = await swarm.api.post(f"/v1/jobs/{job_id}/cancel")
+    assert response.status_code == 202
+    job = await swarm.wait(job_id)
+    assert job["status"] == "canceled"
+    assert all(s["status"] in ("canceled", "succeeded") for s in job["subtasks"]), [(s["status"], s["error"]) for s in job["subtasks"]]
+    again = await swarm.api.post(f"/v1/jobs/{job_id}/cancel")
+    assert again.status_code == 409
