@@ -49,9 +49,7 @@ class JobStoreActivities:
             if job is None or not job.plan:
                 raise ApplicationError(f"job {request.job_id} has no stored plan", non_retryable=True)
             stage_of = {sid: index for index, stage in enumerate(request.stages) for sid in stage}
-            existing = set(
-                (await session.scalars(select(Subtask.subtask_id).where(Subtask.job_id == job.id))).all()
-            )
+            existing = set((await session.scalars(select(Subtask.subtask_id).where(Subtask.job_id == job.id))).all())
             for position, item in enumerate(job.plan):
                 if item["id"] in existing:
                     continue

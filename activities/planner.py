@@ -99,9 +99,7 @@ class PlannerActivities:
     async def synthesize(self, request: SynthesisRequest) -> SynthesisOutcome:
         """One orchestrator call over the conclusions; the answer goes to the job row."""
         job = await self._job(request.job_id)
-        reply = await self.llm.chat(
-            synthesis_messages(job.task, request.conclusions), max_tokens=self.max_tokens * 2
-        )
+        reply = await self.llm.chat(synthesis_messages(job.task, request.conclusions), max_tokens=self.max_tokens * 2)
         async with session_scope(self.database_url) as session:
             stored = await session.get(Job, request.job_id)
             assert stored is not None

@@ -103,9 +103,9 @@ def dependency_block(dependencies: Sequence[DependencyConclusion]) -> str:
     return "\n".join(lines)
 
 
-def subagent_opening(role: str, task: str, instruction: str, dependencies: Sequence[DependencyConclusion]) -> list[
-    dict[str, str]
-]:
+def subagent_opening(
+    role: str, task: str, instruction: str, dependencies: Sequence[DependencyConclusion]
+) -> list[dict[str, str]]:
     system = f"{ROLE_PROMPTS.get(role, ROLE_PROMPTS['researcher'])} {SUBAGENT_RULES}"
     user = f"The job's overall task: {task}\n\nYour subtask: {instruction}"
     if block := dependency_block(dependencies):

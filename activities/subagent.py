@@ -133,7 +133,9 @@ class SubagentActivities:
         if not conclusion:  # the mark with nothing after it: hand up the whole answer instead
             conclusion = last_answer.replace("CONCLUSION:", "").strip()[: request.conclusion_chars]
         if not conclusion:
-            raise ApplicationError(f"sub-agent {request.subtask_id} produced an empty conclusion", type="EmptyConclusion")
+            raise ApplicationError(
+                f"sub-agent {request.subtask_id} produced an empty conclusion", type="EmptyConclusion"
+            )
         async with session_scope(self.database_url) as session:
             row = await session.get(Subtask, subtask.id)
             if row is not None:

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from temporalio.client import Client
 
+from swarmkeep.api.body_limit import BodyLimitMiddleware
 from swarmkeep.api.routes import api_router
 from swarmkeep.settings import Settings, get_settings
 from swarmkeep.store.engine import dispose_engines
@@ -49,5 +50,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.temporal = TemporalConnection(settings)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.include_router(api_router)
     return app

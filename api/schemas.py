@@ -16,6 +16,13 @@ class JobCreate(BaseModel):
         None, ge=1, le=300, description="Most sub-agents at once for this job (at most the server's limit)."
     )
     metadata: dict[str, Any] = Field(default_factory=dict, description="Anything the caller wants echoed back.")
+    callback_url: str | None = Field(
+        None,
+        max_length=2000,
+        description="Where to POST a signed (Standard Webhooks) callback on each terminal state; "
+        "defaults to the key's callback URL.",
+    )
+    progress_callbacks: bool = Field(False, description="Also send a `subtask.finished` callback per subtask.")
 
 
 class Progress(BaseModel):
@@ -51,6 +58,9 @@ class JobResult(BaseModel):
 class Links(BaseModel):
     self: str
     cancel: str
+    wait: str
+    events: str
+    callbacks: str
     temporal_ui: str
 
 
@@ -88,3 +98,20 @@ class JobList(BaseModel):
 
 class Problem(BaseModel):
     detail: str
+
+
+class CallbackDeliveryView(BaseModel):
+    """One delivery attempt of a signed callback."""
+
+    webhook_id: str
+    event_type: str
+    attempt: int
+    url: str
+    status_code: int | None
+    delivered: bool
+    error: str | None
+    created_at: datetime
+
+
+class CallbackDeliveryList(BaseModel):
+    items: list[CallbackDeliveryView]

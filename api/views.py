@@ -31,6 +31,9 @@ def links_for(job_id: str, settings: Settings) -> Links:
     return Links(
         self=f"/v1/jobs/{job_id}",
         cancel=f"/v1/jobs/{job_id}/cancel",
+        wait=f"/v1/jobs/{job_id}/wait",
+        events=f"/v1/jobs/{job_id}/events",
+        callbacks=f"/v1/jobs/{job_id}/callbacks",
         temporal_ui=settings.job_ui_link(job_id),
     )
 
@@ -80,7 +83,7 @@ async def _live_progress(client: Client, job_id: str) -> JobProgress | None:
     try:
         handle = client.get_workflow_handle(job_id)
         return await asyncio.wait_for(handle.query("progress", result_type=JobProgress), QUERY_TIMEOUT_S)
-    except (RPCError, asyncio.TimeoutError, Exception):  # the row's view is good enough without it
+    except (TimeoutError, RPCError, Exception):  # the row's view is good enough without it
         return None
 
 

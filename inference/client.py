@@ -82,9 +82,7 @@ class LLMClient:
     def __init__(self, *, base_url: str, api_key: str, model: str, timeout_s: float, thinking: bool = False):
         self.model = model
         self.thinking = thinking
-        self._client = AsyncOpenAI(
-            base_url=base_url, api_key=api_key or "unused", max_retries=0, timeout=timeout_s
-        )
+        self._client = AsyncOpenAI(base_url=base_url, api_key=api_key or "unused", max_retries=0, timeout=timeout_s)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LLMClient:

@@ -22,11 +22,23 @@ class JobLimits:
 
 
 @dataclass
+class CallbackPolicy:
+    """How long and how often a callback is retried."""
+
+    retry_hours: float = 24.0
+    initial_interval_s: float = 2.0
+    max_interval_s: float = 600.0
+
+
+@dataclass
 class JobInput:
     """Input of `SwarmWorkflow`: the job id (also the workflow id) and its limits; the task text is in the job row."""
 
     job_id: str
     limits: JobLimits = field(default_factory=JobLimits)
+    callbacks: bool = False  # a callback URL is set: deliver a signed callback on each terminal state
+    progress_callbacks: bool = False  # also one per finished subtask
+    callback_policy: CallbackPolicy = field(default_factory=CallbackPolicy)
 
 
 @dataclass
@@ -159,3 +171,14 @@ class JobProgress:
     failed: int = 0
     retries: int = 0
     steps: int = 0
+
+
+@dataclass
+class CallbackInput:
+    """One signed callback message; `webhook_id` stays the same across its delivery attempts."""
+
+    job_id: str
+    event_type: str
+    webhook_id: str
+    subtask_id: str | None = None
+    policy: CallbackPolicy = field(default_factory=CallbackPolicy)

@@ -60,9 +60,7 @@ class Settings(BaseSettings):
     llm_model: str = Field("", description="Model name; empty means the endpoint's or local model's default.")
     llm_timeout_s: float = Field(120.0, description="Timeout of one LLM call, in seconds.")
     llm_max_tokens: int = Field(400, description="Most tokens one LLM step may generate.")
-    llm_thinking: bool = Field(
-        False, description="Kimi models only: ask for thinking (reasoning) on each call."
-    )
+    llm_thinking: bool = Field(False, description="Kimi models only: ask for thinking (reasoning) on each call.")
     local_model_port: int = Field(8300, description="Port of the embedded local model server.")
     model_dir: Path | None = Field(
         None, description="Where the converted local model is cached; empty means <data_dir>/models."
@@ -70,9 +68,21 @@ class Settings(BaseSettings):
 
     api_host: str = Field("127.0.0.1", description="Address the HTTP API listens on.")
     api_port: int = Field(8080, description="Port of the HTTP API.")
-    api_url: str = Field(
-        "", description="URL the CLI talks to; empty means http://<api_host>:<api_port>."
+    api_url: str = Field("", description="URL the CLI talks to; empty means http://<api_host>:<api_port>.")
+
+    api_key: SecretStr = Field(
+        SecretStr(""), description="Key the CLI sends to the API; empty means the local development key."
     )
+    max_request_bytes: int = Field(1_000_000, ge=1024, description="Largest request body the API accepts.")
+    callback_allow: list[str] = Field(
+        default_factory=list,
+        description="Hosts or networks callbacks may reach although they are not public "
+        '(JSON list, e.g. ["127.0.0.1", "10.0.0.0/8", "n8n.internal"]).',
+    )
+    callback_retry_hours: float = Field(24.0, gt=0, description="How long a callback is retried before giving up.")
+    callback_initial_retry_s: float = Field(2.0, gt=0, description="First wait before retrying a callback.")
+    callback_max_retry_s: float = Field(600.0, gt=0, description="Longest wait between callback retries.")
+    callback_timeout_s: float = Field(10.0, gt=0, description="Timeout of one callback request.")
 
     max_parallel: int = Field(
         32, ge=1, description=f"Most sub-agents one job runs at once (hard cap {HARD_MAX_PARALLEL})."
@@ -80,9 +90,7 @@ class Settings(BaseSettings):
     max_subtasks: int = Field(12, ge=1, description="Most subtasks one plan may have.")
     min_subtasks: int = Field(3, ge=1, description="Fewest subtasks a plan must have.")
     max_steps: int = Field(4, ge=1, description="Most steps (LLM turns) one sub-agent may take.")
-    conclusion_chars: int = Field(
-        1200, ge=100, description="Longest conclusion a sub-agent hands up, in characters."
-    )
+    conclusion_chars: int = Field(1200, ge=100, description="Longest conclusion a sub-agent hands up, in characters.")
     subagent_attempts: int = Field(3, ge=1, description="Attempts per sub-agent before it counts as failed.")
     subagent_timeout_s: float = Field(600.0, description="Start-to-close timeout of one sub-agent attempt.")
     heartbeat_timeout_s: float = Field(
@@ -99,9 +107,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check_bounds(self) -> Settings:
         if self.min_subtasks > self.max_subtasks:
-            raise ValueError(
-                f"min_subtasks ({self.min_subtasks}) is larger than max_subtasks ({self.max_subtasks})"
-            )
+            raise ValueError(f"min_subtasks ({self.min_subtasks}) is larger than max_subtasks ({self.max_subtasks})")
         return self
 
     # Derived values: the defaults that depend on other settings.

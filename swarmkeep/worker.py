@@ -8,6 +8,7 @@ import logging
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from swarmkeep.activities.callbacks import CallbackActivities
 from swarmkeep.activities.jobstore import JobStoreActivities
 from swarmkeep.activities.planner import PlannerActivities
 from swarmkeep.activities.subagent import SubagentActivities
@@ -15,6 +16,7 @@ from swarmkeep.inference.client import LLMClient
 from swarmkeep.settings import HARD_MAX_PARALLEL, Settings
 from swarmkeep.store.migrate import require_migrated
 from swarmkeep.temporal_client import connect
+from swarmkeep.workflows.callback import DeliverCallbackWorkflow
 from swarmkeep.workflows.swarm import SwarmWorkflow
 
 log = logging.getLogger(__name__)
@@ -27,10 +29,11 @@ def build_worker(client: Client, settings: Settings, llm: LLMClient | None = Non
     store = JobStoreActivities(url)
     planner = PlannerActivities(url, llm, settings.llm_max_tokens)
     subagents = SubagentActivities(url, llm, settings.llm_max_tokens)
+    callbacks = CallbackActivities(settings)
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[SwarmWorkflow],
+        workflows=[SwarmWorkflow, DeliverCallbackWorkflow],
         activities=[
             store.set_job_status,
             store.record_plan,
@@ -38,6 +41,7 @@ def build_worker(client: Client, settings: Settings, llm: LLMClient | None = Non
             planner.plan_job,
             planner.synthesize,
             subagents.run_subagent,
+            callbacks.deliver_callback,
         ],
         # Enough slots for every sub-agent of a full-width job plus the bookkeeping around them.
         max_concurrent_activities=HARD_MAX_PARALLEL + 50,

@@ -16,7 +16,8 @@ from temporalio.client import Client
 from swarmkeep.services.process import free_port
 from swarmkeep.services.temporal_dev import TemporalDevServer
 from swarmkeep.settings import Settings
-from swarmkeep.store.engine import dispose_engines
+from swarmkeep.store.engine import dispose_engines, session_scope
+from swarmkeep.store.keys import IssuedKey, create_key
 from swarmkeep.store.migrate import upgrade
 from swarmkeep.worker import build_worker
 from tests.support.api_server import ApiServer
@@ -69,6 +70,12 @@ class Swarm:
     client: Client
     api: httpx.AsyncClient
     llm: ScriptedLLM
+    key: IssuedKey
+
+    async def new_key(self, tenant: str, callback_url: str | None = None) -> IssuedKey:
+        """Issue another key (another tenant, or the same one with a default callback URL)."""
+        async with session_scope(self.settings.effective_database_url) as session:
+            return await create_key(session, tenant=tenant, name="test", callback_url=callback_url)
 
     async def submit(self, task: str = "Write a short report.", **body: object) -> str:
         response = await self.api.post("/v1/jobs", json={"task": task, **body})
@@ -92,7 +99,9 @@ class Swarm:
             await asyncio.sleep(0.3)
 
 
-async def migrated_settings(tmp_path: Path, temporal: TemporalDevServer, llm: ScriptedLLM, **overrides: object) -> Settings:
+async def migrated_settings(
+    tmp_path: Path, temporal: TemporalDevServer, llm: ScriptedLLM, **overrides: object
+) -> Settings:
     settings = make_settings(tmp_path, temporal, llm, **overrides)
     await upgrade(settings.effective_database_url)
     return settings
@@ -114,9 +123,11 @@ async def swarm_factory(
             await running.__aenter__()
         api_server = ApiServer(settings)
         api_server.start()
-        http = httpx.AsyncClient(base_url=api_server.url, timeout=30)
+        async with session_scope(settings.effective_database_url) as session:
+            key = await create_key(session, tenant="tenant-a", name="test")
+        http = httpx.AsyncClient(base_url=api_server.url, timeout=30, headers={"Authorization": f"Bearer {key.key}"})
         started.append((running, api_server, http))
-        return Swarm(settings=settings, client=client, api=http, llm=scripted_llm)
+        return Swarm(settings=settings, client=client, api=http, llm=scripted_llm, key=key)
 
     yield build
     for running, api_server, http in started:

@@ -73,7 +73,9 @@ async def test_failed_subtask_is_recorded_and_run_goes_on(swarm_factory) -> None
 async def test_rate_limit_is_retried_after_the_servers_delay(swarm_factory) -> None:
     swarm = await swarm_factory()
     swarm.llm.reset(
-        Script(plans=[fan_out_plan(3)], steps_to_conclude=1, faults=[Fault("subagent", 429, subtask="s2", retry_after=1.5)])
+        Script(
+            plans=[fan_out_plan(3)], steps_to_conclude=1, faults=[Fault("subagent", 429, subtask="s2", retry_after=1.5)]
+        )
     )
     job = await swarm.wait(await swarm.submit())
     assert job["status"] == "succeeded"
@@ -99,6 +101,8 @@ async def test_cancel_stops_the_job(swarm_factory) -> None:
     assert response.status_code == 202
     job = await swarm.wait(job_id)
     assert job["status"] == "canceled"
-    assert all(s["status"] in ("canceled", "succeeded") for s in job["subtasks"]), [(s["status"], s["error"]) for s in job["subtasks"]]
+    assert all(s["status"] in ("canceled", "succeeded") for s in job["subtasks"]), [
+        (s["status"], s["error"]) for s in job["subtasks"]
+    ]
     again = await swarm.api.post(f"/v1/jobs/{job_id}/cancel")
     assert again.status_code == 409

@@ -43,6 +43,8 @@ async def test_worker_sigkill_mid_job_loses_nothing(swarm_factory, tmp_path) -> 
     assert job["metrics"]["steps"] == 4 * 3 + 2  # ... resuming from the notebook, so no step was counted twice
     async with session_scope(swarm.settings.effective_database_url) as session:
         rows = await session.execute(
-            select(NotebookEntry.subtask_id, func.count()).where(NotebookEntry.job_id == job_id).group_by(NotebookEntry.subtask_id)
+            select(NotebookEntry.subtask_id, func.count())
+            .where(NotebookEntry.job_id == job_id)
+            .group_by(NotebookEntry.subtask_id)
         )
         assert dict(rows.all()) == {f"s{i}": 3 for i in range(1, 5)}

@@ -69,15 +69,11 @@ def stages_of(items: Sequence[PlanItem]) -> list[list[str]]:
     return stages
 
 
-def check_plan(
-    items: Sequence[PlanItem], roles: Sequence[str], min_subtasks: int, max_subtasks: int
-) -> PlanCheck:
+def check_plan(items: Sequence[PlanItem], roles: Sequence[str], min_subtasks: int, max_subtasks: int) -> PlanCheck:
     """Check a plan's size, ids, roles and dependencies; return the problems found and the stages."""
     problems: list[str] = []
     if not min_subtasks <= len(items) <= max_subtasks:
-        problems.append(
-            f"the plan has {len(items)} subtasks; it must have between {min_subtasks} and {max_subtasks}"
-        )
+        problems.append(f"the plan has {len(items)} subtasks; it must have between {min_subtasks} and {max_subtasks}")
     ids = [item.id for item in items]
     seen: set[str] = set()
     for subtask_id in ids:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
+from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from swarmkeep.messages import (
+        CallbackInput,
         DependencyConclusion,
         JobInput,
         JobOutcome,
@@ -27,14 +30,13 @@ with workflow.unsafe.imports_passed_through():
     )
     from swarmkeep.roles import ROLES
     from swarmkeep.store.models import JobStatus, SubtaskStatus
+    from swarmkeep.workflows.callback import DeliverCallbackWorkflow
     from swarmkeep.workflows.metrics import run_metrics
     from swarmkeep.workflows.planning import PlanCheck, check_plan
 
-# Quick bookkeeping activities (job store writes) retry briefly and often.
-STORE_OPTIONS = {
-    "start_to_close_timeout": timedelta(seconds=30),
-    "retry_policy": RetryPolicy(maximum_interval=timedelta(seconds=10)),
-}
+# Job store writes are quick; they retry often and without end, since a job must record its outcome.
+STORE_TIMEOUT = timedelta(seconds=30)
+STORE_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10))
 
 
 def _failure_message(error: BaseException) -> str:
@@ -140,9 +142,7 @@ class SwarmWorkflow:
                 self._roles = {item.id: item.role for item in outcome.subtasks}
                 self._depends_on = {item.id: list(item.depends_on) for item in outcome.subtasks}
                 self._subtask_status = {item.id: SubtaskStatus.PENDING for item in outcome.subtasks}
-                await workflow.execute_activity(
-                    "record_plan", RecordPlanRequest(job_id=job.job_id, stages=check.stages), **STORE_OPTIONS
-                )
+                await self._store("record_plan", RecordPlanRequest(job_id=job.job_id, stages=check.stages))
                 return check
             feedback = check.summary()
         return check
@@ -184,18 +184,19 @@ class SwarmWorkflow:
                 message = "The job was canceled." if canceled else _failure_message(error)
                 self._subtask_status[subtask_id] = outcome
                 self._errors[subtask_id] = message
-                attempts: int = await workflow.execute_activity(
-                    "mark_subtask",
-                    SubtaskFailure(job.job_id, subtask_id, outcome, message),
-                    result_type=int,
-                    **STORE_OPTIONS,
+                attempts: int = await self._store(
+                    "mark_subtask", SubtaskFailure(job.job_id, subtask_id, outcome, message), int
                 )
                 self._failed_retries += max(attempts - 1, 0)
-                return
-            self._results[subtask_id] = result
-            self._prompt_tokens += result.prompt_tokens
-            self._completion_tokens += result.completion_tokens
-            self._subtask_status[subtask_id] = SubtaskStatus.SUCCEEDED
+                if canceled:
+                    return
+            else:
+                self._results[subtask_id] = result
+                self._prompt_tokens += result.prompt_tokens
+                self._completion_tokens += result.completion_tokens
+                self._subtask_status[subtask_id] = SubtaskStatus.SUCCEEDED
+        if job.progress_callbacks:
+            await self._callback(job, "subtask.finished", subtask_id)
 
     def _dependency_conclusions(self, subtask_id: str) -> list[DependencyConclusion]:
         # A sub-agent sees its dependencies' conclusions only, never their notebooks.
@@ -209,6 +210,29 @@ class SwarmWorkflow:
             text = f"(this subtask failed: {self._errors.get(subtask_id, 'unknown error')})"
         return DependencyConclusion(
             subtask_id=subtask_id, role=self._roles.get(subtask_id, ""), status=status, conclusion=text
+        )
+
+    async def _callback(self, job: JobInput, event_type: str, subtask_id: str | None = None) -> None:
+        """Start the delivery of a signed callback as an abandoned child, so the job never waits on a receiver."""
+        suffix = subtask_id or event_type
+        await workflow.start_child_workflow(
+            DeliverCallbackWorkflow.run,
+            CallbackInput(
+                job_id=job.job_id,
+                event_type=event_type,
+                webhook_id=f"msg_{job.job_id}_{suffix}",
+                subtask_id=subtask_id,
+                policy=job.callback_policy,
+            ),
+            id=f"{job.job_id}-callback-{suffix}",
+            parent_close_policy=ParentClosePolicy.ABANDON,
+            static_summary=f"callback {event_type} for {job.job_id}",
+        )
+
+    async def _store(self, name: str, arg: object, result_type: type | None = None) -> Any:
+        """Run a job store activity."""
+        return await workflow.execute_activity(
+            name, arg, result_type=result_type, start_to_close_timeout=STORE_TIMEOUT, retry_policy=STORE_RETRY
         )
 
     def _retries(self) -> int:
@@ -231,11 +255,9 @@ class SwarmWorkflow:
 
     async def _set_status(self, job: JobInput, status: str) -> None:
         self._status = status
-        await workflow.execute_activity(
-            "set_job_status", JobStatusUpdate(job_id=job.job_id, status=status), **STORE_OPTIONS
-        )
+        await self._store("set_job_status", JobStatusUpdate(job_id=job.job_id, status=status))
 
-    async def _finish(self, job: JobInput, status: str, error: str | None, started: object) -> None:
+    async def _finish(self, job: JobInput, status: str, error: str | None, started: datetime) -> None:
         self._status = status
         metrics = run_metrics(
             stages=self._stages,
@@ -246,10 +268,11 @@ class SwarmWorkflow:
             orchestrator_steps=self._orchestrator_steps,
             prompt_tokens=self._prompt_tokens,
             completion_tokens=self._completion_tokens,
-            wall_time_s=(workflow.now() - started).total_seconds(),  # type: ignore[operator]
+            wall_time_s=(workflow.now() - started).total_seconds(),
         )
-        await workflow.execute_activity(
+        await self._store(
             "set_job_status",
             JobStatusUpdate(job_id=job.job_id, status=status, error=error, metrics=metrics.as_dict()),
-            **STORE_OPTIONS,
         )
+        if job.callbacks:
+            await self._callback(job, f"job.{status}")

@@ -2,8 +2,9 @@
 
 from fastapi import APIRouter
 
-from swarmkeep.api.routes import health, jobs
+from swarmkeep.api.routes import health, jobs, waiting
 
 api_router = APIRouter()
 api_router.include_router(health.router)
 api_router.include_router(jobs.router)
+api_router.include_router(waiting.router)

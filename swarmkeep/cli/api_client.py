@@ -12,9 +12,10 @@ class ApiError(RuntimeError):
 
 
 class ApiClient:
-    def __init__(self, base_url: str, timeout: float = 30.0):
+    def __init__(self, base_url: str, api_key: str | None, timeout: float = 30.0):
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, headers=headers)
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
@@ -29,7 +30,10 @@ class ApiClient:
                 detail = response.json().get("detail", response.text)
             except ValueError:
                 detail = response.text
-            raise ApiError(f"{method} {path} answered {response.status_code}: {detail}")
+            hint = ""
+            if response.status_code == 401:
+                hint = " Set SWARMKEEP_API_KEY to a key from `swarmkeep keys create` (or run `swarmkeep up` locally)."
+            raise ApiError(f"{method} {path} answered {response.status_code}: {detail}{hint}")
         return response.json()
 
     def reachable(self) -> bool:

@@ -18,15 +18,26 @@ from swarmkeep.settings import display_value, get_settings, setting_sources
 
 app = typer.Typer(help="swarmkeep: a durable, self-hostable agent swarm.", no_args_is_help=True)
 jobs_app = typer.Typer(help="List, show and cancel jobs.", no_args_is_help=True)
+keys_app = typer.Typer(help="Create, list and revoke API keys (run where the job store is).", no_args_is_help=True)
 model_app = typer.Typer(help="The embedded local model.", no_args_is_help=True)
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(model_app, name="model")
+app.add_typer(keys_app, name="keys")
 console = Console()
 
 
 def _fail(message: str) -> None:
     console.print(f"[red]error:[/] {message}")
     raise typer.Exit(1)
+
+
+def _api() -> ApiClient:
+    """A client for the configured API with the configured key, or the local development key."""
+    from swarmkeep.store.keys import read_dev_key
+
+    settings = get_settings()
+    key = settings.api_key.get_secret_value() or read_dev_key(settings.data_dir)
+    return ApiClient(settings.effective_api_url, key)
 
 
 def _logging() -> None:
@@ -104,7 +115,7 @@ def up() -> None:
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     try:
         stack.start_all()
-        console.print(f"[green]swarmkeep is up.[/] Submit with: swarmkeep run \"your task\"  (logs in {stack.log_dir})")
+        console.print(f'[green]swarmkeep is up.[/] Submit with: swarmkeep run "your task"  (logs in {stack.log_dir})')
         while not stopped.wait(1.0):
             pass
     except KeyboardInterrupt:
@@ -127,13 +138,13 @@ def run(
     from swarmkeep.services.stack import LocalStack
 
     settings = get_settings()
-    api = ApiClient(settings.effective_api_url)
     stack: LocalStack | None = None
     try:
-        if not api.reachable():
+        if not _api().reachable():
             console.print(f"No API at {settings.effective_api_url}: starting the local stack ...")
             stack = LocalStack(settings, say=console.print)
             stack.start_all()
+        api = _api()
         job = api.create_job(task, max_parallel)
         console.print(f"Submitted [bold]{job['id']}[/] · Temporal UI: {job['links']['temporal_ui']}")
         final = watch_job(api, job["id"], console, settings.max_steps)
@@ -158,7 +169,7 @@ def jobs_list(
 ) -> None:
     """List jobs, newest first."""
     try:
-        page = ApiClient(get_settings().effective_api_url).list_jobs(status, limit)
+        page = _api().list_jobs(status, limit)
     except ApiError as error:
         _fail(str(error))
     table = Table("id", "status", "created", "task")
@@ -171,7 +182,7 @@ def jobs_list(
 def jobs_show(job_id: str) -> None:
     """Show a job: status, sub-agents, synthesis and metrics."""
     try:
-        print_job(ApiClient(get_settings().effective_api_url).get_job(job_id), console)
+        print_job(_api().get_job(job_id), console)
     except ApiError as error:
         _fail(str(error))
 
@@ -180,7 +191,7 @@ def jobs_show(job_id: str) -> None:
 def jobs_cancel(job_id: str) -> None:
     """Cancel a running job; its sub-agents are stopped."""
     try:
-        job = ApiClient(get_settings().effective_api_url).cancel_job(job_id)
+        job = _api().cancel_job(job_id)
     except ApiError as error:
         _fail(str(error))
     console.print(f"Cancel requested for {job['id']} (status now {job['status']}).")
@@ -204,3 +215,65 @@ def model_serve() -> None:
         pass
     finally:
         server.stop()
+
+
+@keys_app.command("create")
+def keys_create(
+    tenant: Annotated[str, typer.Option(help="The tenant the key's jobs belong to.")],
+    name: Annotated[str, typer.Option(help="A label for the key.")] = "default",
+    callback_url: Annotated[str | None, typer.Option(help="Default callback URL for the key's jobs.")] = None,
+) -> None:
+    """Issue a key; it and its webhook secret are shown once (only a hash of the key is stored)."""
+    from swarmkeep.store.engine import run_once, session_scope
+    from swarmkeep.store.keys import create_key
+
+    settings = get_settings()
+
+    async def issue() -> tuple[int, str, str]:
+        async with session_scope(settings.effective_database_url) as session:
+            issued = await create_key(session, tenant=tenant, name=name, callback_url=callback_url)
+            return issued.row.id, issued.key, issued.webhook_secret
+
+    key_id, key, secret = run_once(issue())
+    console.print(f"key id {key_id} for tenant {tenant!r}")
+    console.print(f"API key:        {key}")
+    console.print(f"webhook secret: {secret}")
+    console.print("[yellow]Store both now: the key cannot be shown again.[/]")
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List keys (prefixes only)."""
+    from swarmkeep.store.engine import run_once, session_scope
+    from swarmkeep.store.keys import list_keys
+
+    settings = get_settings()
+
+    async def rows() -> list[tuple[str, ...]]:
+        async with session_scope(settings.effective_database_url) as session:
+            return [
+                (str(k.id), k.tenant, k.name, k.prefix + "…", k.callback_url or "", "revoked" if k.revoked_at else "")
+                for k in await list_keys(session)
+            ]
+
+    table = Table("id", "tenant", "name", "key", "callback URL", "state")
+    for row in run_once(rows()):
+        table.add_row(*row)
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: int) -> None:
+    """Revoke a key: it stops working at once."""
+    from swarmkeep.store.engine import run_once, session_scope
+    from swarmkeep.store.keys import revoke_key
+
+    settings = get_settings()
+
+    async def revoke() -> bool:
+        async with session_scope(settings.effective_database_url) as session:
+            return await revoke_key(session, key_id) is not None
+
+    if not run_once(revoke()):
+        _fail(f"no key with id {key_id}")
+    console.print(f"key {key_id} revoked")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -88,10 +89,8 @@ class ManagedProcess:
 
     def signal(self, sig: int) -> None:
         if self.running() and self.process is not None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, sig)
-            except ProcessLookupError:
-                pass
 
     def stop(self, timeout: float = 20.0) -> None:
         """SIGTERM the group, then SIGKILL what is left after `timeout` seconds."""

@@ -11,7 +11,8 @@ import httpx
 from swarmkeep.services.process import ManagedProcess, port_open
 from swarmkeep.services.temporal_dev import TemporalDevServer
 from swarmkeep.settings import Settings
-from swarmkeep.store.engine import run_once
+from swarmkeep.store.engine import run_once, session_scope
+from swarmkeep.store.keys import ensure_dev_key
 from swarmkeep.store.migrate import upgrade
 
 Say = Callable[[str], None]
@@ -33,6 +34,7 @@ class LocalStack:
         self.logs = settings.data_dir / "logs"
         self.started: list[ManagedProcess] = []
         self.model_server: object | None = None
+        self.dev_key: str | None = None
 
     def _swarmkeep(self, name: str, *args: str) -> ManagedProcess:
         return ManagedProcess(
@@ -62,6 +64,11 @@ class LocalStack:
     def migrate(self) -> None:
         run_once(upgrade(self.settings.effective_database_url))
         self.say(f"Job store: migrated ({self.settings.effective_database_url})")
+        self.dev_key = run_once(self._dev_key())
+
+    async def _dev_key(self) -> str:
+        async with session_scope(self.settings.effective_database_url) as session:
+            return await ensure_dev_key(session, self.settings.data_dir)
 
     def start_model(self) -> None:
         s = self.settings
@@ -99,6 +106,8 @@ class LocalStack:
         self.started.append(api)
         api.wait_until(lambda: _http_ok(health), 60, "answering /healthz")
         self.say(f"API: {s.effective_api_url} (OpenAPI at {s.effective_api_url}/docs)")
+        if self.dev_key:
+            self.say(f"Development API key (tenant 'local'): {self.dev_key}")
 
     def start_all(self) -> None:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)

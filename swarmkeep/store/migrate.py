@@ -13,7 +13,6 @@ from sqlalchemy.engine import Connection
 from swarmkeep.store.engine import get_engine
 
 
-
 class DatabaseNotMigratedError(RuntimeError):
     """The job store's schema is missing or behind the code's migrations."""
 
