@@ -6,7 +6,7 @@ from sqlalchemy import select, update
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from swarmkeep.messages import JobStatusUpdate, RecordPlanRequest, SubtaskFailure
+from swarmkeep.messages import JobStatusUpdate, RecordPlanRequest, SubtaskRecord
 from swarmkeep.store.engine import session_scope
 from swarmkeep.store.models import Job, JobStatus, Subtask, SubtaskStatus, utcnow
 
@@ -30,6 +30,8 @@ class JobStoreActivities:
             if update_.status in JobStatus.TERMINAL:
                 job.error = update_.error
                 job.metrics = update_.metrics or {}
+                job.partial = update_.partial_reason is not None
+                job.partial_reason = update_.partial_reason
                 job.finished_at = utcnow()
                 closing = SubtaskStatus.CANCELED if update_.status == JobStatus.CANCELED else SubtaskStatus.FAILED
                 await session.execute(
@@ -43,14 +45,17 @@ class JobStoreActivities:
 
     @activity.defn(name="record_plan")
     async def record_plan(self, request: RecordPlanRequest) -> None:
-        """Create one subtask row per planned subtask (from the plan stored by `plan_job`), with its stage."""
+        """Keep the accepted plan and create one subtask row per planned subtask, with its stage."""
         async with session_scope(self.database_url) as session:
             job = await session.get(Job, request.job_id)
-            if job is None or not job.plan:
+            candidates = (job.options or {}).get("plan_candidates", {}) if job else {}
+            plan = candidates.get(str(request.attempt))
+            if job is None or not plan:
                 raise ApplicationError(f"job {request.job_id} has no stored plan", non_retryable=True)
+            job.plan = plan
             stage_of = {sid: index for index, stage in enumerate(request.stages) for sid in stage}
             existing = set((await session.scalars(select(Subtask.subtask_id).where(Subtask.job_id == job.id))).all())
-            for position, item in enumerate(job.plan):
+            for position, item in enumerate(plan):
                 if item["id"] in existing:
                     continue
                 session.add(
@@ -65,16 +70,24 @@ class JobStoreActivities:
                     )
                 )
 
-    @activity.defn(name="mark_subtask")
-    async def mark_subtask(self, failure: SubtaskFailure) -> int:
-        """Record a subtask that failed all attempts; return how many attempts it had."""
+    @activity.defn(name="record_subtask")
+    async def record_subtask(self, record: SubtaskRecord) -> int:
+        """Write a subtask's final outcome (the winning run, or why it failed); return its attempts so far."""
         async with session_scope(self.database_url) as session:
             subtask = await session.scalar(
-                select(Subtask).where(Subtask.job_id == failure.job_id, Subtask.subtask_id == failure.subtask_id)
+                select(Subtask).where(Subtask.job_id == record.job_id, Subtask.subtask_id == record.subtask_id)
             )
             if subtask is None:
                 return 0
-            subtask.status = failure.status
-            subtask.error = failure.error
+            subtask.status = record.status
+            subtask.lane = record.lane
+            subtask.role = record.role or subtask.role
+            subtask.conclusion = record.conclusion
+            subtask.error = record.error
+            subtask.history = list(record.history)
+            if record.status == SubtaskStatus.SUCCEEDED:
+                subtask.steps = record.steps
+                subtask.prompt_tokens = record.prompt_tokens
+                subtask.completion_tokens = record.completion_tokens
             subtask.finished_at = utcnow()
             return subtask.attempts

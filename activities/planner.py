@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import json
 
+from sqlalchemy import select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from swarmkeep.activities.prompts import plan_messages, plan_schema, synthesis_messages
+from swarmkeep.activities.prompts import plan_messages, plan_schema, regenerate_messages, synthesis_messages
 from swarmkeep.inference.client import LLMClient
-from swarmkeep.messages import PlanItem, PlanOutcome, PlanRequest, SynthesisOutcome, SynthesisRequest
+from swarmkeep.messages import (
+    PlanItem,
+    PlanOutcome,
+    PlanRequest,
+    RegenerateOutcome,
+    RegenerateRequest,
+    SynthesisOutcome,
+    SynthesisRequest,
+)
 from swarmkeep.store.engine import session_scope
-from swarmkeep.store.models import Job
+from swarmkeep.store.models import Job, Subtask
+from swarmkeep.workflows.plan_guards import PlannedSubtask, plan_findings
 
 PREVIEW_CHARS = 400
 
@@ -79,11 +89,20 @@ class PlannerActivities:
             temperature=0.2 if request.attempt > 1 else 0.0,
         )
         subtasks, problem = parse_plan(reply.content)
+        findings: list[str] = []
         if problem is None:
+            findings = plan_findings(
+                [
+                    PlannedSubtask(str(s["id"]), str(s["instruction"]), tuple(s["depends_on"]))  # type: ignore[arg-type]
+                    for s in subtasks
+                ]
+            )
             async with session_scope(self.database_url) as session:
                 stored = await session.get(Job, request.job_id)
                 assert stored is not None
-                stored.plan = subtasks
+                options = dict(stored.options or {})
+                options["plan_candidates"] = {**options.get("plan_candidates", {}), str(request.attempt): subtasks}
+                stored.options = options
         activity.logger.info("plan attempt %s for %s: %s", request.attempt, request.job_id, problem or "read")
         return PlanOutcome(
             subtasks=[
@@ -91,6 +110,7 @@ class PlannerActivities:
                 for s in subtasks
             ],
             problem=problem,
+            findings=findings,
             prompt_tokens=reply.prompt_tokens,
             completion_tokens=reply.completion_tokens,
         )
@@ -99,7 +119,8 @@ class PlannerActivities:
     async def synthesize(self, request: SynthesisRequest) -> SynthesisOutcome:
         """One orchestrator call over the conclusions; the answer goes to the job row."""
         job = await self._job(request.job_id)
-        reply = await self.llm.chat(synthesis_messages(job.task, request.conclusions), max_tokens=self.max_tokens * 2)
+        messages = synthesis_messages(job.task, request.conclusions)
+        reply = await self.llm.chat(messages, max_tokens=self.max_tokens * 2)
         async with session_scope(self.database_url) as session:
             stored = await session.get(Job, request.job_id)
             assert stored is not None
@@ -108,4 +129,26 @@ class PlannerActivities:
             preview=reply.content[:PREVIEW_CHARS],
             prompt_tokens=reply.prompt_tokens,
             completion_tokens=reply.completion_tokens,
+            context_chars=sum(len(m["content"]) for m in messages),
         )
+
+    @activity.defn(name="regenerate_subtask")
+    async def regenerate_subtask(self, request: RegenerateRequest) -> RegenerateOutcome:
+        """The orchestrator rewrites a subtask that failed every run so far, from how it failed."""
+        async with session_scope(self.database_url) as session:
+            job = await session.get(Job, request.job_id)
+            subtask = await session.scalar(
+                select(Subtask).where(Subtask.job_id == request.job_id, Subtask.subtask_id == request.subtask_id)
+            )
+            if job is None or subtask is None:
+                raise ApplicationError(f"subtask {request.subtask_id} is not in the job store", non_retryable=True)
+            task, instruction = job.task, subtask.instruction
+        reply = await self.llm.chat(regenerate_messages(task, instruction, request.error), max_tokens=self.max_tokens)
+        rewritten = reply.content.strip() or instruction
+        async with session_scope(self.database_url) as session:
+            row = await session.scalar(
+                select(Subtask).where(Subtask.job_id == request.job_id, Subtask.subtask_id == request.subtask_id)
+            )
+            assert row is not None
+            row.instruction = rewritten[:1500]
+        return RegenerateOutcome(prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens)

@@ -53,6 +53,23 @@ ORCHESTRATOR_SYNTHESIS = (
 )
 
 
+ORCHESTRATOR_REGENERATE = (
+    "You are the orchestrator of a swarm of sub-agents. One subtask failed every attempt, even after being "
+    "reassigned. Rewrite its instruction so that a sub-agent can complete it: simpler, more specific, or "
+    "smaller. Answer with the new instruction only."
+)
+
+
+def regenerate_messages(task: str, instruction: str, error: str) -> list[dict[str, str]]:
+    return [
+        {"role": "system", "content": ORCHESTRATOR_REGENERATE},
+        {
+            "role": "user",
+            "content": f"Task: {task}\n\nFailed subtask: {instruction}\n\nHow it failed (data): {error[:500]}",
+        },
+    ]
+
+
 def plan_schema(min_subtasks: int, max_subtasks: int) -> dict[str, object]:
     """The JSON schema a plan must follow; servers with structured output enforce it while decoding."""
     return {

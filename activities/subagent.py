@@ -11,6 +11,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from swarmkeep.activities.prompts import (
+    CONCLUSION_MARK,
     CONTINUE_PROMPT,
     LAST_STEP_PROMPT,
     extract_conclusion,
@@ -50,7 +51,8 @@ class SubagentActivities:
         self.llm = llm
         self.max_tokens = max_tokens
 
-    async def _load(self, request: SubagentInput, attempt: int) -> tuple[Job, Subtask, list[NotebookEntry]]:
+    async def _load(self, request: SubagentInput) -> tuple[str, Subtask, list[NotebookEntry]]:
+        """The job's task, the subtask row (now marked running) and this lane's notebook so far."""
         async with session_scope(self.database_url) as session:
             subtask = await session.scalar(
                 select(Subtask).where(Subtask.job_id == request.job_id, Subtask.subtask_id == request.subtask_id)
@@ -63,28 +65,32 @@ class SubagentActivities:
                     non_retryable=True,
                 )
             subtask.status = SubtaskStatus.RUNNING
-            subtask.attempts = max(subtask.attempts, attempt)
+            subtask.attempts += 1  # every attempt of every run, so retries = attempts - runs
             subtask.started_at = subtask.started_at or utcnow()
             notebook = list(
                 (
                     await session.scalars(
                         select(NotebookEntry)
-                        .where(NotebookEntry.job_id == request.job_id, NotebookEntry.subtask_id == request.subtask_id)
+                        .where(
+                            NotebookEntry.job_id == request.job_id,
+                            NotebookEntry.subtask_id == request.subtask_id,
+                            NotebookEntry.lane == request.lane,
+                        )
                         .order_by(NotebookEntry.step)
                     )
                 ).all()
             )
-            return job, subtask, notebook
+            return job.task, subtask, notebook
 
     @activity.defn(name="run_subagent")
     async def run_subagent(self, request: SubagentInput) -> SubagentResult:
-        """Work on one subtask for up to `max_steps` steps, resuming after the notebook's last step."""
+        """Work on one subtask for up to `max_steps` steps, resuming after the lane's last notebook step."""
         info = activity.info()
-        attempt = info.attempt
         beat_every = max((info.heartbeat_timeout.total_seconds() if info.heartbeat_timeout else 30.0) / 3, 0.5)
-        job, subtask, notebook = await self._load(request, attempt)
+        task, subtask, notebook = await self._load(request)
+        role = request.role or subtask.role
 
-        messages = subagent_opening(subtask.role, job.task, subtask.instruction, request.dependencies)
+        messages = subagent_opening(role, task, subtask.instruction, request.dependencies)
         prompt_tokens = sum(e.prompt_tokens for e in notebook)
         completion_tokens = sum(e.completion_tokens for e in notebook)
         last_answer = ""
@@ -94,7 +100,7 @@ class SubagentActivities:
             messages.append({"role": "assistant", "content": entry.response})
             last_answer = entry.response
         step = len(notebook)
-        _, finished = extract_conclusion(last_answer, request.conclusion_chars) if notebook else ("", False)
+        finished = bool(notebook) and CONCLUSION_MARK in last_answer
 
         while not finished and step < request.max_steps:
             step += 1
@@ -102,7 +108,7 @@ class SubagentActivities:
             if step > 1:
                 messages.append({"role": "user", "content": prompt})
             async with heartbeating(beat_every):
-                reply = await self.llm.chat(messages, max_tokens=self.max_tokens)
+                reply = await self.llm.chat(messages, max_tokens=self.max_tokens, model=request.model)
             activity.heartbeat(step)
             messages.append({"role": "assistant", "content": reply.content})
             last_answer = reply.content
@@ -113,8 +119,9 @@ class SubagentActivities:
                     NotebookEntry(
                         job_id=request.job_id,
                         subtask_id=request.subtask_id,
+                        lane=request.lane,
                         step=step,
-                        attempt=attempt,
+                        attempt=info.attempt,
                         prompt=prompt,
                         response=reply.content,
                         reasoning=reply.reasoning,
@@ -124,33 +131,24 @@ class SubagentActivities:
                 )
                 row = await session.get(Subtask, subtask.id)
                 if row is not None:
-                    row.steps = step
-                    row.prompt_tokens = prompt_tokens
-                    row.completion_tokens = completion_tokens
-            _, finished = extract_conclusion(reply.content, request.conclusion_chars)
+                    row.steps = max(row.steps, step)
+            finished = CONCLUSION_MARK in reply.content
 
         conclusion, _ = extract_conclusion(last_answer, request.conclusion_chars)
         if not conclusion:  # the mark with nothing after it: hand up the whole answer instead
-            conclusion = last_answer.replace("CONCLUSION:", "").strip()[: request.conclusion_chars]
+            conclusion = last_answer.replace(CONCLUSION_MARK, "").strip()[: request.conclusion_chars]
         if not conclusion:
             raise ApplicationError(
                 f"sub-agent {request.subtask_id} produced an empty conclusion", type="EmptyConclusion"
             )
-        async with session_scope(self.database_url) as session:
-            row = await session.get(Subtask, subtask.id)
-            if row is not None:
-                row.status = SubtaskStatus.SUCCEEDED
-                row.conclusion = conclusion
-                row.error = None
-                row.steps = step
-                row.prompt_tokens = prompt_tokens
-                row.completion_tokens = completion_tokens
-                row.finished_at = utcnow()
         return SubagentResult(
             subtask_id=request.subtask_id,
             conclusion=conclusion,
             steps=step,
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
-            attempt=attempt,
+            attempt=info.attempt,
+            lane=request.lane,
+            role=role,
+            transcript_chars=sum(len(m["content"]) for m in messages),
         )

@@ -48,6 +48,8 @@ class SubtaskView(BaseModel):
     tokens: int
     conclusion: str | None = None
     error: str | None = None
+    lane: str | None = Field(None, description="Which run produced the conclusion: primary, hedge, reassigned, regenerated.")
+    history: list[dict[str, Any]] = Field(default_factory=list, description="Recovery and hedging events, in order.")
 
 
 class JobResult(BaseModel):
@@ -79,6 +81,8 @@ class JobView(BaseModel):
     subtasks: list[SubtaskView] = Field(default_factory=list)
     result: JobResult | None = None
     error: str | None = None
+    partial: bool = Field(False, description="True when a budget stopped the job and the result covers part of it.")
+    partial_reason: str | None = None
     links: Links
 
 

@@ -51,7 +51,15 @@ def subtask_view(row: Subtask) -> SubtaskView:
         tokens=row.prompt_tokens + row.completion_tokens,
         conclusion=row.conclusion,
         error=row.error,
+        lane=row.lane,
+        history=list(row.history or []),
     )
+
+
+def runs_of(row: Subtask) -> int:
+    """How many runs (primary, hedge, reassigned, regenerated) a subtask has had, started or not."""
+    events = [h.get("event") for h in (row.history or [])]
+    return 1 + sum(1 for e in events if e in ("reassigned", "regenerated", "hedged"))
 
 
 def progress_from_rows(rows: list[Subtask]) -> Progress:
@@ -62,7 +70,7 @@ def progress_from_rows(rows: list[Subtask]) -> Progress:
         running=statuses.count(SubtaskStatus.RUNNING),
         done=statuses.count(SubtaskStatus.SUCCEEDED),
         failed=statuses.count(SubtaskStatus.FAILED),
-        retries=sum(max(row.attempts - 1, 0) for row in rows),
+        retries=sum(max(row.attempts - runs_of(row), 0) for row in rows),
         stages_total=max((row.stage + 1 for row in rows), default=0),
     )
 
@@ -130,6 +138,8 @@ async def job_view(session: AsyncSession, client: Client | None, job: Job, setti
         subtasks=subtasks,
         result=result,
         error=job.error,
+        partial=job.partial,
+        partial_reason=job.partial_reason,
         links=links_for(job.id, settings),
     )
 

@@ -94,8 +94,8 @@ class LLMClient:
             thinking=settings.llm_thinking,
         )
 
-    def _extra_body(self) -> dict[str, Any] | None:
-        if not is_kimi_model(self.model):
+    def _extra_body(self, model: str | None = None) -> dict[str, Any] | None:
+        if not is_kimi_model(model or self.model):
             return None
         # Moonshot's API reads `thinking`; vLLM's Kimi chat template reads `chat_template_kwargs`.
         return {
@@ -110,14 +110,16 @@ class LLMClient:
         max_tokens: int,
         response_format: dict[str, Any] | None = None,
         temperature: float | None = None,
+        model: str | None = None,
     ) -> LLMReply:
-        """One chat completion; SDK errors come out as Temporal `ApplicationError`s."""
-        kwargs: dict[str, Any] = {"model": self.model, "messages": messages, "max_tokens": max_tokens}
+        """One chat completion (with this client's model unless `model` is given); SDK errors come out as
+        Temporal `ApplicationError`s."""
+        kwargs: dict[str, Any] = {"model": model or self.model, "messages": messages, "max_tokens": max_tokens}
         if response_format is not None:
             kwargs["response_format"] = response_format
         if temperature is not None:
             kwargs["temperature"] = temperature
-        if (extra := self._extra_body()) is not None:
+        if (extra := self._extra_body(model)) is not None:
             kwargs["extra_body"] = extra
         try:
             completion = await self._client.chat.completions.create(**kwargs)

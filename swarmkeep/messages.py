@@ -19,6 +19,19 @@ class JobLimits:
     subagent_timeout_s: float = 600.0
     heartbeat_timeout_s: float = 60.0
     llm_timeout_s: float = 120.0
+    # Recovery after a sub-agent's attempts run out, and straggler hedging.
+    reassign: bool = True
+    regenerate: bool = True
+    fallback_model: str = ""
+    hedging: bool = True
+    hedge_factor: float = 3.0
+    hedge_min_s: float = 30.0
+    # Budgets: when one is reached the job synthesises from what is done and ends partial.
+    max_tokens: int | None = None
+    max_cost_usd: float | None = None
+    deadline_s: float | None = None
+    price_in_per_mtok: float = 0.0
+    price_out_per_mtok: float = 0.0
 
 
 @dataclass
@@ -77,6 +90,7 @@ class PlanOutcome:
 
     subtasks: list[PlanItem] = field(default_factory=list)
     problem: str | None = None
+    findings: list[str] = field(default_factory=list)  # plan guard findings: serial collapse, fake parallelism
     prompt_tokens: int = 0
     completion_tokens: int = 0
 
@@ -87,6 +101,7 @@ class RecordPlanRequest:
 
     job_id: str
     stages: list[list[str]]
+    attempt: int = 1  # which plan attempt was accepted
 
 
 @dataclass
@@ -108,6 +123,9 @@ class SubagentInput:
     max_steps: int
     conclusion_chars: int
     dependencies: list[DependencyConclusion] = field(default_factory=list)
+    lane: str = "primary"  # each run of a subtask keeps its own notebook lane
+    role: str | None = None  # set when the subtask is reassigned to another role
+    model: str | None = None  # set when it is reassigned to another model
 
 
 @dataclass
@@ -120,16 +138,41 @@ class SubagentResult:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     attempt: int = 1
+    lane: str = "primary"
+    role: str = ""
+    transcript_chars: int = 0  # how much the sub-agent read and wrote; the orchestrator sees only the conclusion
 
 
 @dataclass
-class SubtaskFailure:
-    """Record that a subtask failed all its attempts (or was canceled)."""
+class SubtaskRecord:
+    """The final word on a subtask, written once by the workflow: which run won, or why it failed."""
 
     job_id: str
     subtask_id: str
     status: str
+    lane: str | None = None
+    role: str | None = None
+    conclusion: str | None = None
+    error: str | None = None
+    steps: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    history: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class RegenerateRequest:
+    """Ask the orchestrator to rewrite a subtask that failed, given how it failed."""
+
+    job_id: str
+    subtask_id: str
     error: str
+
+
+@dataclass
+class RegenerateOutcome:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
 
 
 @dataclass
@@ -145,6 +188,7 @@ class SynthesisOutcome:
     preview: str
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    context_chars: int = 0  # the size of what the orchestrator read: the task and the conclusions
 
 
 @dataclass
@@ -155,6 +199,7 @@ class JobStatusUpdate:
     status: str
     error: str | None = None
     metrics: dict[str, Any] | None = None
+    partial_reason: str | None = None  # set when a budget stopped the job early
 
 
 @dataclass

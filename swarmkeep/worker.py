@@ -37,9 +37,10 @@ def build_worker(client: Client, settings: Settings, llm: LLMClient | None = Non
         activities=[
             store.set_job_status,
             store.record_plan,
-            store.mark_subtask,
+            store.record_subtask,
             planner.plan_job,
             planner.synthesize,
+            planner.regenerate_subtask,
             subagents.run_subagent,
             callbacks.deliver_callback,
         ],

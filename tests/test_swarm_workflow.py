@@ -52,22 +52,45 @@ async def test_invalid_plan_is_re_asked_once(swarm_factory) -> None:
     assert "cycle" in swarm.llm.calls("plan")[1]["body"]["messages"][-1]["content"]
 
 
-async def test_failed_subtask_is_recorded_and_run_goes_on(swarm_factory) -> None:
+async def test_recovery_escalates_retry_reassign_regenerate(swarm_factory) -> None:
     swarm = await swarm_factory(subagent_attempts=2)
+    # five failures: both primary attempts, both reassigned attempts, the first regenerated attempt
     swarm.llm.reset(
         Script(plans=[diamond_plan()], steps_to_conclude=1, faults=[Fault("subagent", 500, subtask="s1", times=5)])
+    )
+    job = await swarm.wait(await swarm.submit())
+    assert job["status"] == "succeeded"
+    s1 = {s["id"]: s for s in job["subtasks"]}["s1"]
+    assert s1["status"] == "succeeded" and s1["conclusion"] == "result of s1"
+    assert [h["event"] for h in s1["history"]] == ["failed", "reassigned", "failed", "regenerated"]
+    assert s1["history"][1]["role"] == "analyst"  # the researcher's subtask went to an analyst
+    assert s1["lane"] == "regenerated"
+    assert s1["attempts"] == 6
+    metrics = job["metrics"]
+    assert (metrics["retries"], metrics["reassignments"], metrics["regenerations"]) == (3, 1, 1)
+    assert len(swarm.llm.calls("regenerate", "s1")) == 1
+    # the regenerated instruction replaced the old one
+    assert s1["instruction"] == "Do part s1. Keep it short."
+    # the rewrite is an orchestrator step inside stage 1: plan + (1 + 1) + 1 + synthesis
+    assert metrics["critical_steps"] == 5 and metrics["stage_critical_steps"] == [2, 1]
+
+
+async def test_subtask_failing_every_run_is_recorded_and_run_goes_on(swarm_factory) -> None:
+    swarm = await swarm_factory(subagent_attempts=2)
+    swarm.llm.reset(
+        Script(plans=[diamond_plan()], steps_to_conclude=1, faults=[Fault("subagent", 500, subtask="s1", times=99)])
     )
     job = await swarm.wait(await swarm.submit())
     assert job["status"] == "succeeded"
     by_id = {s["id"]: s for s in job["subtasks"]}
     assert by_id["s1"]["status"] == "failed"
     assert "500" in by_id["s1"]["error"]
-    assert by_id["s1"]["attempts"] == 2
+    assert by_id["s1"]["attempts"] == 6
     assert by_id["s3"]["status"] == "succeeded"
     s3_opening = swarm.llm.calls("subagent", "s3")[0]["body"]["messages"][1]["content"]
     assert "status='failed'" in s3_opening
     assert job["metrics"]["subtasks_failed"] == 1
-    assert job["metrics"]["retries"] == 1
+    assert job["metrics"]["completion_rate"] == round(2 / 3, 3)
 
 
 async def test_rate_limit_is_retried_after_the_servers_delay(swarm_factory) -> None:

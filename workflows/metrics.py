@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -25,20 +26,26 @@ class RunMetrics:
     tokens: int = 0
     wall_time_s: float = 0.0
 
-    def as_dict(self) -> dict[str, float]:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def critical_steps(
-    stages: Sequence[Sequence[str]], steps_by_subtask: Mapping[str, int], orchestrator_steps: int
+    stages: Sequence[Sequence[str]],
+    steps_by_subtask: Mapping[str, int],
+    orchestrator_steps: int,
+    stage_orchestrator_steps: Sequence[int] = (),
 ) -> tuple[int, list[int]]:
-    """Sum over stages of the most steps any sub-agent of the stage took, plus the orchestrator's steps.
+    """Sum over stages of (orchestrator steps in the stage + the most steps any sub-agent of it took).
 
-    The orchestrator plans before the first stage and synthesises after the last; it takes no steps between
-    stages, so its steps are counted once, outside the per-stage sum.
+    Planning and synthesis are orchestrator steps outside every stage; they count once. Orchestrator steps
+    inside a stage (rewriting a failed subtask) are part of `orchestrator_steps` and also listed per stage.
     """
-    per_stage = [max((steps_by_subtask.get(s, 0) for s in stage), default=0) for stage in stages]
-    return orchestrator_steps + sum(per_stage), per_stage
+    in_stages = list(stage_orchestrator_steps) + [0] * (len(stages) - len(stage_orchestrator_steps))
+    per_stage = [
+        in_stages[i] + max((steps_by_subtask.get(s, 0) for s in stage), default=0) for i, stage in enumerate(stages)
+    ]
+    return orchestrator_steps - sum(in_stages) + sum(per_stage), per_stage
 
 
 def run_metrics(
@@ -49,6 +56,7 @@ def run_metrics(
     failed: int,
     retries: int,
     orchestrator_steps: int,
+    stage_orchestrator_steps: Sequence[int] = (),
     prompt_tokens: int,
     completion_tokens: int,
     wall_time_s: float,
@@ -56,7 +64,7 @@ def run_metrics(
     """Assemble a job's metrics; parallelism is total steps over critical steps."""
     total_subtasks = sum(len(stage) for stage in stages)
     steps = orchestrator_steps + sum(steps_by_subtask.values())
-    critical, per_stage = critical_steps(stages, steps_by_subtask, orchestrator_steps)
+    critical, per_stage = critical_steps(stages, steps_by_subtask, orchestrator_steps, stage_orchestrator_steps)
     return RunMetrics(
         steps=steps,
         critical_steps=critical,

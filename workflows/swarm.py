@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,21 +23,27 @@ with workflow.unsafe.imports_passed_through():
         PlanOutcome,
         PlanRequest,
         RecordPlanRequest,
+        RegenerateOutcome,
+        RegenerateRequest,
         SubagentInput,
         SubagentResult,
-        SubtaskFailure,
+        SubtaskRecord,
         SynthesisOutcome,
         SynthesisRequest,
     )
     from swarmkeep.roles import ROLES
     from swarmkeep.store.models import JobStatus, SubtaskStatus
+    from swarmkeep.workflows.budget import budget_exceeded, cost_usd
     from swarmkeep.workflows.callback import DeliverCallbackWorkflow
+    from swarmkeep.workflows.hedging import HedgePolicy, hedge_decision
     from swarmkeep.workflows.metrics import run_metrics
     from swarmkeep.workflows.planning import PlanCheck, check_plan
+    from swarmkeep.workflows.recovery import HEDGE, PRIMARY, REASSIGNED, REGENERATED, alternate_role, recovery_ladder
 
 # Job store writes are quick; they retry often and without end, since a job must record its outcome.
 STORE_TIMEOUT = timedelta(seconds=30)
 STORE_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10))
+ORCHESTRATOR_RETRY = RetryPolicy(maximum_attempts=5, maximum_interval=timedelta(seconds=30))
 
 
 def _failure_message(error: BaseException) -> str:
@@ -44,6 +51,10 @@ def _failure_message(error: BaseException) -> str:
     while isinstance(error, ActivityError) and error.cause is not None:
         error = error.cause
     return str(error) or type(error).__name__
+
+
+class _BudgetStop(Exception):
+    """Raised inside a subtask's task when a budget stops the job; never leaves the workflow."""
 
 
 @workflow.defn
@@ -57,12 +68,23 @@ class SwarmWorkflow:
         self._subtask_status: dict[str, str] = {}
         self._roles: dict[str, str] = {}
         self._depends_on: dict[str, list[str]] = {}
-        self._failed_retries = 0
         self._results: dict[str, SubagentResult] = {}
         self._errors: dict[str, str] = {}
+        self._busy_s: dict[str, float] = {}
+        self._primary_started: dict[str, datetime] = {}
+        self._primary_durations: dict[str, float] = {}
+        self._hedge_now: set[str] = set()
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._completions = 0
+        self._counts = {"retries": 0, "reassignments": 0, "regenerations": 0, "hedges": 0, "hedges_won": 0}
         self._orchestrator_steps = 0
+        self._stage_orchestrator_steps: dict[int, int] = {}
         self._prompt_tokens = 0
         self._completion_tokens = 0
+        self._context_chars = 0
+        self._plan_findings: list[str] = []
+        self._stop_reason: str | None = None
+        self._finished = False
 
     @workflow.query
     def progress(self) -> JobProgress:
@@ -77,13 +99,14 @@ class SwarmWorkflow:
             running=counts.count(SubtaskStatus.RUNNING),
             done=counts.count(SubtaskStatus.SUCCEEDED),
             failed=counts.count(SubtaskStatus.FAILED),
-            retries=self._retries(),
+            retries=self._counts["retries"],
             steps=self._orchestrator_steps + sum(r.steps for r in self._results.values()),
         )
 
     @workflow.run
     async def run(self, job: JobInput) -> JobOutcome:
         started = workflow.now()
+        watchers = [asyncio.create_task(self._watch_deadline(job.limits.deadline_s))] if job.limits.deadline_s else []
         try:
             check = await self._plan(job)
             if not check.ok:
@@ -100,7 +123,7 @@ class SwarmWorkflow:
             await self._finish(job, JobStatus.SUCCEEDED, None, started)
             return JobOutcome(job_id=job.job_id, status=JobStatus.SUCCEEDED, preview=synthesis.preview)
         except asyncio.CancelledError:
-            # The job was canceled: record it (the activity still runs after cancellation), then end canceled.
+            # The job was canceled: record it (activities still run after cancellation), then end canceled.
             await self._finish(job, JobStatus.CANCELED, "The job was canceled.", started)
             raise
         except Exception as error:  # every job must reach a terminal state, whatever failed
@@ -109,12 +132,19 @@ class SwarmWorkflow:
             if isinstance(error, ApplicationError):
                 raise
             raise ApplicationError(message, type="JobFailed", non_retryable=True) from error
+        finally:
+            self._finished = True
+            for watcher in watchers:
+                watcher.cancel()
+
+    # Planning
 
     async def _plan(self, job: JobInput) -> PlanCheck:
-        """Ask for a plan; re-ask once with the validation error; return the last verdict."""
+        """Ask for a plan; re-ask once with the validation error or the plan guards' findings."""
         await self._set_status(job, JobStatus.PLANNING)
         feedback: str | None = None
         check = PlanCheck(problems=["no plan yet"], stages=[])
+        accepted: tuple[int, PlanOutcome, PlanCheck] | None = None
         for attempt in (1, 2):
             outcome: PlanOutcome = await workflow.execute_activity(
                 "plan_job",
@@ -127,76 +157,255 @@ class SwarmWorkflow:
                 ),
                 result_type=PlanOutcome,
                 start_to_close_timeout=timedelta(seconds=job.limits.llm_timeout_s * 2),
-                retry_policy=RetryPolicy(maximum_attempts=5, maximum_interval=timedelta(seconds=30)),
+                retry_policy=ORCHESTRATOR_RETRY,
                 summary="orchestrator: plan",
             )
-            self._orchestrator_steps += 1
-            self._prompt_tokens += outcome.prompt_tokens
-            self._completion_tokens += outcome.completion_tokens
+            self._count_orchestrator(outcome.prompt_tokens, outcome.completion_tokens)
             if outcome.problem:
                 check = PlanCheck(problems=[outcome.problem], stages=[])
             else:
                 check = check_plan(outcome.subtasks, ROLES, job.limits.min_subtasks, job.limits.max_subtasks)
             if check.ok:
-                self._stages = check.stages
-                self._roles = {item.id: item.role for item in outcome.subtasks}
-                self._depends_on = {item.id: list(item.depends_on) for item in outcome.subtasks}
-                self._subtask_status = {item.id: SubtaskStatus.PENDING for item in outcome.subtasks}
-                await self._store("record_plan", RecordPlanRequest(job_id=job.job_id, stages=check.stages))
-                return check
+                accepted = (attempt, outcome, check)
+                if not outcome.findings or attempt == 2:
+                    break
+                # A valid plan that collapses into a chain or fakes parallelism: ask once for a better one.
+                self._plan_findings = list(outcome.findings)
+                feedback = "; ".join(outcome.findings)
+                continue
+            if accepted is not None:  # the re-plan after a guard finding was worse: keep the first plan
+                break
             feedback = check.summary()
+        if accepted is None:
+            return check
+        attempt, outcome, check = accepted
+        self._stages = check.stages
+        self._roles = {item.id: item.role for item in outcome.subtasks}
+        self._depends_on = {item.id: list(item.depends_on) for item in outcome.subtasks}
+        self._subtask_status = {item.id: SubtaskStatus.PENDING for item in outcome.subtasks}
+        await self._store("record_plan", RecordPlanRequest(job_id=job.job_id, stages=check.stages, attempt=attempt))
         return check
+
+    # Running stages
 
     async def _run_stages(self, job: JobInput) -> None:
         limit = asyncio.Semaphore(job.limits.max_parallel)
         for index, stage in enumerate(self._stages):
+            if self._stop_reason:
+                break
             self._stage = index + 1
-            await asyncio.gather(*(self._run_subtask(job, subtask_id, limit) for subtask_id in stage))
+            self._tasks = {sid: asyncio.create_task(self._run_subtask(job, sid, limit)) for sid in stage}
+            watchers = []
+            if job.limits.hedging and len(stage) >= 2:
+                watchers.append(asyncio.create_task(self._watch_stragglers(job, stage)))
+            await asyncio.gather(*self._tasks.values())
+            for watcher in watchers:
+                watcher.cancel()
 
     async def _run_subtask(self, job: JobInput, subtask_id: str, limit: asyncio.Semaphore) -> None:
-        """Run one sub-agent; a subtask that fails all attempts is recorded failed and the run goes on."""
+        """Run a subtask up the recovery ladder; one that fails every run is recorded failed, the job goes on."""
         async with limit:
-            self._subtask_status[subtask_id] = SubtaskStatus.RUNNING
+            began = workflow.now()
+            history: list[dict[str, str]] = []
+            role = self._roles.get(subtask_id, "researcher")
+            model: str | None = None
+            error = "not run"
             try:
-                result: SubagentResult = await workflow.execute_activity(
-                    "run_subagent",
-                    SubagentInput(
-                        job_id=job.job_id,
-                        subtask_id=subtask_id,
-                        max_steps=job.limits.max_steps,
-                        conclusion_chars=job.limits.conclusion_chars,
-                        dependencies=self._dependency_conclusions(subtask_id),
-                    ),
-                    result_type=SubagentResult,
-                    start_to_close_timeout=timedelta(seconds=job.limits.subagent_timeout_s),
-                    heartbeat_timeout=timedelta(seconds=job.limits.heartbeat_timeout_s),
-                    retry_policy=RetryPolicy(
-                        maximum_attempts=job.limits.subagent_attempts,
-                        initial_interval=timedelta(seconds=1),
-                        maximum_interval=timedelta(seconds=30),
-                        non_retryable_error_types=["SubtaskNotFound"],
-                    ),
-                    summary=f"{self._roles.get(subtask_id, 'sub-agent')}: {subtask_id}",
-                )
-            except ActivityError as error:
-                canceled = is_cancelled_exception(error)
-                outcome = SubtaskStatus.CANCELED if canceled else SubtaskStatus.FAILED
-                message = "The job was canceled." if canceled else _failure_message(error)
-                self._subtask_status[subtask_id] = outcome
-                self._errors[subtask_id] = message
-                attempts: int = await self._store(
-                    "mark_subtask", SubtaskFailure(job.job_id, subtask_id, outcome, message), int
-                )
-                self._failed_retries += max(attempts - 1, 0)
-                if canceled:
-                    return
-            else:
-                self._results[subtask_id] = result
-                self._prompt_tokens += result.prompt_tokens
-                self._completion_tokens += result.completion_tokens
-                self._subtask_status[subtask_id] = SubtaskStatus.SUCCEEDED
-        if job.progress_callbacks:
+                if self._stop_reason:
+                    raise _BudgetStop
+                self._subtask_status[subtask_id] = SubtaskStatus.RUNNING
+                for lane in recovery_ladder(job.limits.reassign, job.limits.regenerate):
+                    if lane == REASSIGNED:
+                        role, model = alternate_role(role), job.limits.fallback_model or None
+                        self._counts["reassignments"] += 1
+                        history.append({"event": "reassigned", "role": role, "model": model or "", "error": error})
+                    elif lane == REGENERATED:
+                        role, model = self._roles.get(subtask_id, "researcher"), None
+                        await self._regenerate(job, subtask_id, error)
+                        history.append({"event": "regenerated", "error": error})
+                    try:
+                        result = await self._run_lane(job, subtask_id, lane, role, model, history)
+                    except ActivityError as failure:
+                        if is_cancelled_exception(failure):
+                            raise _BudgetStop if self._stop_reason else asyncio.CancelledError() from failure
+                        error = _failure_message(failure)
+                        history.append({"event": "failed", "lane": lane, "error": error})
+                        continue
+                    self._results[subtask_id] = result
+                    await self._record(job, subtask_id, SubtaskStatus.SUCCEEDED, history, result=result)
+                    self._count_tokens(result.prompt_tokens, result.completion_tokens, job)
+                    break
+                else:
+                    self._errors[subtask_id] = error
+                    await self._record(job, subtask_id, SubtaskStatus.FAILED, history, error=error)
+            except (_BudgetStop, asyncio.CancelledError) as stop:
+                reason = self._stop_reason if isinstance(stop, _BudgetStop) else "The job was canceled."
+                self._errors[subtask_id] = f"stopped: {reason}"
+                await self._record(job, subtask_id, SubtaskStatus.CANCELED, history, error=f"stopped: {reason}")
+                if isinstance(stop, asyncio.CancelledError) and not self._stop_reason:
+                    raise
+            finally:
+                self._busy_s[subtask_id] = (workflow.now() - began).total_seconds()
+                self._completions += 1
+        if job.progress_callbacks and self._subtask_status.get(subtask_id) != SubtaskStatus.CANCELED:
             await self._callback(job, "subtask.finished", subtask_id)
+
+    async def _run_lane(
+        self, job: JobInput, subtask_id: str, lane: str, role: str, model: str | None, history: list[dict[str, str]]
+    ) -> SubagentResult:
+        """One run of a subtask; the primary run gets a backup if it straggles, and the first to finish wins."""
+        primary = asyncio.create_task(self._execute(job, subtask_id, lane, role, model))
+        if lane != PRIMARY or not job.limits.hedging:
+            return await primary
+        self._primary_started[subtask_id] = workflow.now()
+        try:
+            await workflow.wait_condition(lambda: primary.done() or subtask_id in self._hedge_now)
+        except asyncio.CancelledError:
+            primary.cancel()
+            raise
+        if primary.done():
+            self._primary_durations[subtask_id] = (workflow.now() - self._primary_started[subtask_id]).total_seconds()
+            return primary.result()
+        self._counts["hedges"] += 1
+        history.append({"event": "hedged"})
+        backup = asyncio.create_task(self._execute(job, subtask_id, HEDGE, role, model))
+        pending: set[asyncio.Task[SubagentResult]] = {primary, backup}
+        failure: BaseException | None = None
+        try:
+            while pending:
+                done, still = await workflow.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                pending = set(still)
+                for finished in done:
+                    if finished.exception() is None:
+                        winner, loser = (HEDGE, PRIMARY) if finished is backup else (PRIMARY, HEDGE)
+                        self._counts["hedges_won"] += winner == HEDGE
+                        history.append({"event": "hedge_result", "winner": winner, "canceled": loser})
+                        return finished.result()
+                    failure = failure or finished.exception()
+        finally:
+            for run in (primary, backup):  # the slower run, or both if this subtask is being stopped
+                if not run.done():
+                    run.cancel()
+        assert failure is not None
+        raise failure
+
+    async def _execute(self, job: JobInput, subtask_id: str, lane: str, role: str, model: str | None) -> SubagentResult:
+        result: SubagentResult = await workflow.execute_activity(
+            "run_subagent",
+            SubagentInput(
+                job_id=job.job_id,
+                subtask_id=subtask_id,
+                max_steps=job.limits.max_steps,
+                conclusion_chars=job.limits.conclusion_chars,
+                dependencies=self._dependency_conclusions(subtask_id),
+                lane=lane,
+                role=role if role != self._roles.get(subtask_id) else None,
+                model=model,
+            ),
+            result_type=SubagentResult,
+            start_to_close_timeout=timedelta(seconds=job.limits.subagent_timeout_s),
+            heartbeat_timeout=timedelta(seconds=job.limits.heartbeat_timeout_s),
+            retry_policy=RetryPolicy(
+                maximum_attempts=job.limits.subagent_attempts,
+                initial_interval=timedelta(seconds=1),
+                maximum_interval=timedelta(seconds=30),
+                non_retryable_error_types=["SubtaskNotFound"],
+            ),
+            summary=f"{role}: {subtask_id}" + ("" if lane == PRIMARY else f" ({lane})"),
+        )
+        return result
+
+    async def _watch_stragglers(self, job: JobInput, stage: list[str]) -> None:
+        """Ask for a backup of any sub-agent that runs far past its stage's finished members."""
+        policy = HedgePolicy(factor=job.limits.hedge_factor, min_s=job.limits.hedge_min_s)
+        zero = workflow.now()
+        while not all(self._tasks[sid].done() for sid in stage):
+            now_s = (workflow.now() - zero).total_seconds()
+            running = {
+                sid: (self._primary_started[sid] - zero).total_seconds()
+                for sid in stage
+                if sid in self._primary_started and sid not in self._primary_durations and sid not in self._hedge_now
+                and not self._tasks[sid].done()
+            }  # fmt: skip
+            finished = [self._primary_durations[sid] for sid in stage if sid in self._primary_durations]
+            decision = hedge_decision(now_s, running, finished, len(stage), policy)
+            self._hedge_now.update(decision.hedge)
+            timeout = max(decision.next_check_s - now_s, 0.5) if decision.next_check_s is not None else None
+
+            def changed(seen: int = self._completions) -> bool:
+                return self._completions != seen
+
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(changed, timeout=timeout)
+
+    async def _watch_deadline(self, deadline_s: float) -> None:
+        try:
+            await workflow.wait_condition(lambda: self._finished, timeout=deadline_s)
+        except TimeoutError:
+            self._stop(f"deadline reached ({deadline_s:g}s)")
+
+    def _stop(self, reason: str) -> None:
+        """A budget ran out: stop the running sub-agents; the job synthesises from what is done."""
+        if self._stop_reason is None:
+            self._stop_reason = reason
+            current = asyncio.current_task()
+            for task in self._tasks.values():
+                if task is not current and not task.done():
+                    task.cancel()
+
+    def _count_orchestrator(self, prompt_tokens: int, completion_tokens: int) -> None:
+        self._orchestrator_steps += 1
+        self._prompt_tokens += prompt_tokens
+        self._completion_tokens += completion_tokens
+
+    def _count_tokens(self, prompt_tokens: int, completion_tokens: int, job: JobInput) -> None:
+        self._prompt_tokens += prompt_tokens
+        self._completion_tokens += completion_tokens
+        reason = budget_exceeded(
+            self._prompt_tokens + self._completion_tokens,
+            self._cost(job),
+            job.limits.max_tokens,
+            job.limits.max_cost_usd,
+        )
+        if reason:
+            self._stop(reason)
+
+    def _cost(self, job: JobInput) -> float:
+        return cost_usd(
+            self._prompt_tokens, self._completion_tokens, job.limits.price_in_per_mtok, job.limits.price_out_per_mtok
+        )
+
+    async def _regenerate(self, job: JobInput, subtask_id: str, error: str) -> None:
+        outcome: RegenerateOutcome = await workflow.execute_activity(
+            "regenerate_subtask",
+            RegenerateRequest(job_id=job.job_id, subtask_id=subtask_id, error=error),
+            result_type=RegenerateOutcome,
+            start_to_close_timeout=timedelta(seconds=job.limits.llm_timeout_s * 2),
+            retry_policy=ORCHESTRATOR_RETRY,
+            summary=f"orchestrator: regenerate {subtask_id}",
+        )
+        self._count_orchestrator(outcome.prompt_tokens, outcome.completion_tokens)
+        self._stage_orchestrator_steps[self._stage] = self._stage_orchestrator_steps.get(self._stage, 0) + 1
+        self._counts["regenerations"] += 1
+
+    async def _record(
+        self,
+        job: JobInput,
+        subtask_id: str,
+        status: str,
+        history: list[dict[str, str]],
+        result: SubagentResult | None = None,
+        error: str | None = None,
+    ) -> None:
+        self._subtask_status[subtask_id] = status
+        record = SubtaskRecord(job_id=job.job_id, subtask_id=subtask_id, status=status, error=error, history=history)
+        if result is not None:
+            record.lane, record.role, record.conclusion = result.lane, result.role, result.conclusion
+            record.steps, record.prompt_tokens = result.steps, result.prompt_tokens
+            record.completion_tokens = result.completion_tokens
+        attempts: int = await self._store("record_subtask", record, int)
+        runs = 1 + sum(1 for h in history if h["event"] in ("reassigned", "regenerated", "hedged"))
+        self._counts["retries"] += max(attempts - runs, 0)
 
     def _dependency_conclusions(self, subtask_id: str) -> list[DependencyConclusion]:
         # A sub-agent sees its dependencies' conclusions only, never their notebooks.
@@ -207,10 +416,26 @@ class SwarmWorkflow:
         if subtask_id in self._results:
             text = self._results[subtask_id].conclusion
         else:
-            text = f"(this subtask failed: {self._errors.get(subtask_id, 'unknown error')})"
+            text = f"(this subtask did not finish: {self._errors.get(subtask_id, 'not run')})"
         return DependencyConclusion(
             subtask_id=subtask_id, role=self._roles.get(subtask_id, ""), status=status, conclusion=text
         )
+
+    # Synthesis and the end
+
+    async def _synthesise(self, job: JobInput) -> SynthesisOutcome:
+        conclusions = [self._conclusion_of(sid) for stage in self._stages for sid in stage]
+        outcome: SynthesisOutcome = await workflow.execute_activity(
+            "synthesize",
+            SynthesisRequest(job_id=job.job_id, conclusions=conclusions),
+            result_type=SynthesisOutcome,
+            start_to_close_timeout=timedelta(seconds=job.limits.llm_timeout_s * 2),
+            retry_policy=ORCHESTRATOR_RETRY,
+            summary="orchestrator: synthesise",
+        )
+        self._count_orchestrator(outcome.prompt_tokens, outcome.completion_tokens)
+        self._context_chars = outcome.context_chars
+        return outcome
 
     async def _callback(self, job: JobInput, event_type: str, subtask_id: str | None = None) -> None:
         """Start the delivery of a signed callback as an abandoned child, so the job never waits on a receiver."""
@@ -235,44 +460,41 @@ class SwarmWorkflow:
             name, arg, result_type=result_type, start_to_close_timeout=STORE_TIMEOUT, retry_policy=STORE_RETRY
         )
 
-    def _retries(self) -> int:
-        return self._failed_retries + sum(r.attempt - 1 for r in self._results.values())
-
-    async def _synthesise(self, job: JobInput) -> SynthesisOutcome:
-        conclusions = [self._conclusion_of(sid) for stage in self._stages for sid in stage]
-        outcome: SynthesisOutcome = await workflow.execute_activity(
-            "synthesize",
-            SynthesisRequest(job_id=job.job_id, conclusions=conclusions),
-            result_type=SynthesisOutcome,
-            start_to_close_timeout=timedelta(seconds=job.limits.llm_timeout_s * 2),
-            retry_policy=RetryPolicy(maximum_attempts=5, maximum_interval=timedelta(seconds=30)),
-            summary="orchestrator: synthesise",
-        )
-        self._orchestrator_steps += 1
-        self._prompt_tokens += outcome.prompt_tokens
-        self._completion_tokens += outcome.completion_tokens
-        return outcome
-
     async def _set_status(self, job: JobInput, status: str) -> None:
         self._status = status
         await self._store("set_job_status", JobStatusUpdate(job_id=job.job_id, status=status))
 
     async def _finish(self, job: JobInput, status: str, error: str | None, started: datetime) -> None:
         self._status = status
+        wall = (workflow.now() - started).total_seconds()
         metrics = run_metrics(
             stages=self._stages,
             steps_by_subtask={sid: r.steps for sid, r in self._results.items()},
             succeeded=len(self._results),
             failed=sum(1 for s in self._subtask_status.values() if s == SubtaskStatus.FAILED),
-            retries=self._retries(),
+            retries=self._counts["retries"],
             orchestrator_steps=self._orchestrator_steps,
+            stage_orchestrator_steps=[self._stage_orchestrator_steps.get(i + 1, 0) for i in range(len(self._stages))],
             prompt_tokens=self._prompt_tokens,
             completion_tokens=self._completion_tokens,
-            wall_time_s=(workflow.now() - started).total_seconds(),
+            wall_time_s=wall,
+        ).as_dict()
+        metrics.update(
+            reassignments=self._counts["reassignments"],
+            regenerations=self._counts["regenerations"],
+            hedges=self._counts["hedges"],
+            hedges_won=self._counts["hedges_won"],
+            cost_usd=round(self._cost(job), 6),
+            sequential_time_s=round(sum(self._busy_s.values()), 3),
+            speedup=round(sum(self._busy_s.values()) / wall, 3) if wall > 0 else 0.0,
+            orchestrator_context_chars=self._context_chars,
+            subagent_transcript_chars=sum(r.transcript_chars for r in self._results.values()),
+            plan_findings=self._plan_findings,
         )
+        partial = self._stop_reason if status == JobStatus.SUCCEEDED else None
         await self._store(
             "set_job_status",
-            JobStatusUpdate(job_id=job.job_id, status=status, error=error, metrics=metrics.as_dict()),
+            JobStatusUpdate(job_id=job.job_id, status=status, error=error, metrics=metrics, partial_reason=partial),
         )
         if job.callbacks:
             await self._callback(job, f"job.{status}")

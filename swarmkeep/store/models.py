@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -61,6 +61,8 @@ class Job(Base):
     plan: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
     synthesis: Mapped[str | None] = mapped_column(Text, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    partial: Mapped[bool] = mapped_column(default=False, server_default=false())
+    partial_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
@@ -87,6 +89,9 @@ class Subtask(Base):
     instruction: Mapped[str] = mapped_column(Text)
     depends_on: Mapped[list[Any]] = mapped_column(JSON, default=list)
     status: Mapped[str] = mapped_column(String(16), default=SubtaskStatus.PENDING)
+    lane: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # Recovery and hedging events, in order: [{"event": "reassigned", "role": ..., "error": ...}, ...]
+    history: Mapped[list[Any]] = mapped_column(JSON, default=list, server_default="[]")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     steps: Mapped[int] = mapped_column(Integer, default=0)
     prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
@@ -104,13 +109,15 @@ class NotebookEntry(Base):
 
     __tablename__ = "notebook_entries"
     __table_args__ = (
-        UniqueConstraint("job_id", "subtask_id", "step", name="uq_notebook_step"),
+        UniqueConstraint("job_id", "subtask_id", "lane", "step", name="uq_notebook_lane_step"),
         Index("ix_notebook_job_subtask", "job_id", "subtask_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
     subtask_id: Mapped[str] = mapped_column(String(64))
+    # A subtask's runs each keep their own notebook lane: primary, hedge, reassigned, regenerated.
+    lane: Mapped[str] = mapped_column(String(16), default="primary", server_default="primary")
     step: Mapped[int] = mapped_column(Integer)
     attempt: Mapped[int] = mapped_column(Integer, default=1)
     prompt: Mapped[str] = mapped_column(Text)

@@ -108,6 +108,9 @@ class ScriptedLLM:
         system = messages[0]["content"] if messages else ""
         if "They have finished their subtasks" in system:
             return "synthesis", None, 0
+        if "failed every attempt" in system:
+            match = re.search(r"Failed subtask: Do part (\S+?)\.", messages[1]["content"])
+            return "regenerate", match.group(1) if match else None, 0
         opening = messages[1]["content"] if len(messages) > 1 else ""
         match = SUBTASK_RE.search(opening)
         step = sum(1 for m in messages if m["role"] == "assistant") + 1
@@ -129,6 +132,8 @@ class ScriptedLLM:
             return script.plans[min(index, len(script.plans) - 1)]
         if kind == "synthesis":
             return script.synthesis
+        if kind == "regenerate":
+            return f"Do part {subtask}. Keep it short."
         if step >= script.steps_to_conclude:
             return f"Work on {subtask}, step {step}.\nCONCLUSION: result of {subtask}"
         return f"Work on {subtask}, step {step}: drafting."

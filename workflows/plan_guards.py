@@ -1,0 +1,71 @@
+"""Plan guards: catch serial collapse and fake parallelism before a plan runs. Pure code."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from swarmkeep.messages import PlanItem
+from swarmkeep.workflows.planning import stages_of
+
+WORD = re.compile(r"[a-z0-9]+")
+
+
+@dataclass(frozen=True)
+class GuardPolicy:
+    chain_share: float = 0.8  # the longest dependency chain holds this share of the subtasks or more
+    work_share: float = 0.7  # one instruction holds this share of all instruction text or more
+    duplicate_similarity: float = 0.85  # two instructions this alike (Jaccard over word pairs) are the same work
+    min_words: int = 3  # an instruction shorter than this is trivial
+    min_subtasks: int = 3  # smaller plans are not judged
+
+
+@dataclass(frozen=True)
+class PlannedSubtask:
+    id: str
+    instruction: str
+    depends_on: tuple[str, ...]
+
+
+def _shingles(text: str) -> set[tuple[str, str]]:
+    words = WORD.findall(text.lower())
+    return set(zip(words, words[1:], strict=False)) or {(w, "") for w in words}
+
+
+def similarity(a: str, b: str) -> float:
+    """Jaccard similarity of two instructions' word pairs."""
+    left, right = _shingles(a), _shingles(b)
+    return len(left & right) / len(left | right) if left | right else 1.0
+
+
+def plan_findings(subtasks: Sequence[PlannedSubtask], policy: GuardPolicy = GuardPolicy()) -> list[str]:
+    """What is wrong with a plan's parallelism, in words the orchestrator can act on; empty when fine."""
+    n = len(subtasks)
+    if n < policy.min_subtasks:
+        return []
+    findings: list[str] = []
+    stages = stages_of([PlanItem(id=s.id, role="", depends_on=list(s.depends_on)) for s in subtasks])
+    if len(stages) >= policy.chain_share * n:
+        findings.append(
+            f"serial collapse: {len(stages)} of {n} subtasks form one dependency chain; make independent "
+            "subtasks that can run in parallel"
+        )
+    lengths = [len(s.instruction) for s in subtasks]
+    biggest = max(range(n), key=lambda i: lengths[i])
+    if lengths[biggest] >= policy.work_share * sum(lengths):
+        findings.append(
+            f"serial collapse: subtask {subtasks[biggest].id!r} holds nearly all the work; split it into "
+            "parallel subtasks"
+        )
+    trivial = [s.id for s in subtasks if len(WORD.findall(s.instruction)) < policy.min_words]
+    if trivial:
+        findings.append(f"fake parallelism: subtasks {', '.join(trivial)} are trivial; give each real work")
+    for i in range(n):
+        for j in range(i + 1, n):
+            if similarity(subtasks[i].instruction, subtasks[j].instruction) >= policy.duplicate_similarity:
+                findings.append(
+                    f"fake parallelism: subtasks {subtasks[i].id!r} and {subtasks[j].id!r} do the same work; "
+                    "merge them or make them different"
+                )
+    return findings
