@@ -23,6 +23,9 @@ class JobCreate(BaseModel):
         "defaults to the key's callback URL.",
     )
     progress_callbacks: bool = Field(False, description="Also send a `subtask.finished` callback per subtask.")
+    max_tokens: int | None = Field(None, ge=1, description="Token budget; the job ends partial when it is reached.")
+    max_cost_usd: float | None = Field(None, gt=0, description="Cost budget in USD (prices from settings).")
+    deadline_s: float | None = Field(None, gt=0, description="Seconds the job may run before it ends partial.")
 
 
 class Progress(BaseModel):
@@ -48,7 +51,9 @@ class SubtaskView(BaseModel):
     tokens: int
     conclusion: str | None = None
     error: str | None = None
-    lane: str | None = Field(None, description="Which run produced the conclusion: primary, hedge, reassigned, regenerated.")
+    lane: str | None = Field(
+        None, description="Which run produced the conclusion: primary, hedge, reassigned, regenerated."
+    )
     history: list[dict[str, Any]] = Field(default_factory=list, description="Recovery and hedging events, in order.")
 
 

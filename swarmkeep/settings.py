@@ -97,6 +97,22 @@ class Settings(BaseSettings):
         60.0, description="A sub-agent silent this long is considered stalled and retried."
     )
 
+    reassign: bool = Field(True, description="Hand a subtask whose attempts ran out to another role (or model).")
+    regenerate: bool = Field(
+        True, description="Have the orchestrator rewrite a subtask that failed after reassignment."
+    )
+    fallback_model: str = Field("", description="Model a reassigned subtask runs on; empty means the same model.")
+    hedging: bool = Field(True, description="Start a backup of a sub-agent that runs far past its stage's others.")
+    hedge_factor: float = Field(3.0, gt=1, description="A straggler has run this many times its stage's median.")
+    hedge_min_s: float = Field(30.0, ge=0, description="A straggler has also run at least this many seconds.")
+    job_max_tokens: int | None = Field(None, ge=1, description="Default token budget per job (none if empty).")
+    job_max_cost_usd: float | None = Field(None, gt=0, description="Default cost budget per job in USD.")
+    job_deadline_s: float | None = Field(None, gt=0, description="Default deadline per job, in seconds.")
+    llm_prices: dict[str, tuple[float, float]] = Field(
+        default_factory=dict,
+        description='USD per million input and output tokens, by model (JSON, e.g. {"kimi-k2.6": [0.6, 2.5]}).',
+    )
+
     @field_validator("max_parallel")
     @classmethod
     def _cap_parallel(cls, value: int) -> int:

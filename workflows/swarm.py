@@ -203,52 +203,57 @@ class SwarmWorkflow:
                 watcher.cancel()
 
     async def _run_subtask(self, job: JobInput, subtask_id: str, limit: asyncio.Semaphore) -> None:
-        """Run a subtask up the recovery ladder; one that fails every run is recorded failed, the job goes on."""
-        async with limit:
-            began = workflow.now()
-            history: list[dict[str, str]] = []
-            role = self._roles.get(subtask_id, "researcher")
-            model: str | None = None
-            error = "not run"
-            try:
+        """Run a subtask up the recovery ladder; one that fails every run is recorded failed, the job goes on.
+        A budget stop ends it canceled (recorded); a job cancellation is recorded and passed on."""
+        history: list[dict[str, str]] = []
+        began: datetime | None = None
+        try:
+            async with limit:
+                began = workflow.now()
                 if self._stop_reason:
                     raise _BudgetStop
                 self._subtask_status[subtask_id] = SubtaskStatus.RUNNING
-                for lane in recovery_ladder(job.limits.reassign, job.limits.regenerate):
-                    if lane == REASSIGNED:
-                        role, model = alternate_role(role), job.limits.fallback_model or None
-                        self._counts["reassignments"] += 1
-                        history.append({"event": "reassigned", "role": role, "model": model or "", "error": error})
-                    elif lane == REGENERATED:
-                        role, model = self._roles.get(subtask_id, "researcher"), None
-                        await self._regenerate(job, subtask_id, error)
-                        history.append({"event": "regenerated", "error": error})
-                    try:
-                        result = await self._run_lane(job, subtask_id, lane, role, model, history)
-                    except ActivityError as failure:
-                        if is_cancelled_exception(failure):
-                            raise _BudgetStop if self._stop_reason else asyncio.CancelledError() from failure
-                        error = _failure_message(failure)
-                        history.append({"event": "failed", "lane": lane, "error": error})
-                        continue
-                    self._results[subtask_id] = result
-                    await self._record(job, subtask_id, SubtaskStatus.SUCCEEDED, history, result=result)
-                    self._count_tokens(result.prompt_tokens, result.completion_tokens, job)
-                    break
-                else:
-                    self._errors[subtask_id] = error
-                    await self._record(job, subtask_id, SubtaskStatus.FAILED, history, error=error)
-            except (_BudgetStop, asyncio.CancelledError) as stop:
-                reason = self._stop_reason if isinstance(stop, _BudgetStop) else "The job was canceled."
-                self._errors[subtask_id] = f"stopped: {reason}"
-                await self._record(job, subtask_id, SubtaskStatus.CANCELED, history, error=f"stopped: {reason}")
-                if isinstance(stop, asyncio.CancelledError) and not self._stop_reason:
-                    raise
-            finally:
-                self._busy_s[subtask_id] = (workflow.now() - began).total_seconds()
-                self._completions += 1
+                await self._climb_ladder(job, subtask_id, history)
+        except (_BudgetStop, asyncio.CancelledError):
+            reason = self._stop_reason or "The job was canceled."
+            self._errors[subtask_id] = f"stopped: {reason}"
+            await self._record(job, subtask_id, SubtaskStatus.CANCELED, history, error=f"stopped: {reason}")
+            if not self._stop_reason:
+                raise
+        finally:
+            self._busy_s[subtask_id] = (workflow.now() - began).total_seconds() if began else 0.0
+            self._completions += 1
         if job.progress_callbacks and self._subtask_status.get(subtask_id) != SubtaskStatus.CANCELED:
             await self._callback(job, "subtask.finished", subtask_id)
+
+    async def _climb_ladder(self, job: JobInput, subtask_id: str, history: list[dict[str, str]]) -> None:
+        """Primary run (retried by Temporal), then another role or model, then a rewritten subtask."""
+        role = self._roles.get(subtask_id, "researcher")
+        model: str | None = None
+        error = "not run"
+        for lane in recovery_ladder(job.limits.reassign, job.limits.regenerate):
+            if lane == REASSIGNED:
+                role, model = alternate_role(role), job.limits.fallback_model or None
+                self._counts["reassignments"] += 1
+                history.append({"event": "reassigned", "role": role, "model": model or "", "error": error})
+            elif lane == REGENERATED:
+                role, model = self._roles.get(subtask_id, "researcher"), None
+                await self._regenerate(job, subtask_id, error)
+                history.append({"event": "regenerated", "error": error})
+            try:
+                result = await self._run_lane(job, subtask_id, lane, role, model, history)
+            except ActivityError as failure:
+                if is_cancelled_exception(failure):
+                    raise asyncio.CancelledError() from failure
+                error = _failure_message(failure)
+                history.append({"event": "failed", "lane": lane, "error": error})
+                continue
+            self._results[subtask_id] = result
+            await self._record(job, subtask_id, SubtaskStatus.SUCCEEDED, history, result=result)
+            self._count_tokens(result.prompt_tokens, result.completion_tokens, job)
+            return
+        self._errors[subtask_id] = error
+        await self._record(job, subtask_id, SubtaskStatus.FAILED, history, error=error)
 
     async def _run_lane(
         self, job: JobInput, subtask_id: str, lane: str, role: str, model: str | None, history: list[dict[str, str]]

@@ -2,9 +2,10 @@
 
 from fastapi import APIRouter
 
-from swarmkeep.api.routes import health, jobs, waiting
+from swarmkeep.api.routes import health, jobs, metrics, waiting
 
 api_router = APIRouter()
 api_router.include_router(health.router)
+api_router.include_router(metrics.router)
 api_router.include_router(jobs.router)
 api_router.include_router(waiting.router)

@@ -52,7 +52,14 @@ async def tenant_job(session: SessionDep, key: ApiKey, job_id: str) -> Job:
 
 
 def job_input(job: Job, settings: Settings, callbacks: bool, progress_callbacks: bool) -> JobInput:
-    limits = job_limits(settings, (job.options or {}).get("max_parallel"))
+    options = job.options or {}
+    limits = job_limits(
+        settings,
+        options.get("max_parallel"),
+        options.get("max_tokens"),
+        options.get("max_cost_usd"),
+        options.get("deadline_s"),
+    )
     return JobInput(
         job_id=job.id,
         limits=limits,
@@ -120,7 +127,13 @@ async def create_job(
         idempotency_key=idempotency_key,
         request_hash=digest,
         callback_url=body.callback_url,
-        options={"metadata": body.metadata, "max_parallel": body.max_parallel},
+        options={
+            "metadata": body.metadata,
+            "max_parallel": body.max_parallel,
+            "max_tokens": body.max_tokens,
+            "max_cost_usd": body.max_cost_usd,
+            "deadline_s": body.deadline_s,
+        },
     )
     run = job_input(job, settings, bool(callback_url), body.progress_callbacks)
     session.add(job)

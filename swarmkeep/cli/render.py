@@ -74,12 +74,21 @@ def metrics_table(metrics: dict[str, Any]) -> Table:
         ("stage_critical_steps", "critical steps per stage"),
         ("completion_rate", "completion rate"),
         ("retries", "retries"),
+        ("reassignments", "reassignments"),
+        ("regenerations", "regenerations"),
+        ("hedges", "hedges (won)"),
         ("tokens", "tokens"),
+        ("cost_usd", "cost (USD)"),
         ("wall_time_s", "wall time (s)"),
+        ("speedup", "speedup over one after another"),
+        ("orchestrator_context_chars", "orchestrator context (chars)"),
     ]
     for key, label in names:
         if key in metrics:
-            table.add_row(label, str(metrics[key]))
+            value = metrics[key]
+            if key == "hedges":
+                value = f"{value} ({metrics.get('hedges_won', 0)})"
+            table.add_row(label, str(value))
     return table
 
 
@@ -87,6 +96,8 @@ def print_job(job: dict[str, Any], console: Console) -> None:
     """The final summary: synthesis, conclusions, metrics, and where to see it in Temporal."""
     colour = STATUS_STYLE.get(job["status"], "")
     console.print(f"Job [bold]{job['id']}[/]: [{colour}]{job['status']}[/]")
+    if job.get("partial"):
+        console.print(Panel(f"partial result: {job.get('partial_reason')}", border_style="yellow"))
     if job.get("error"):
         console.print(Panel(job["error"], title="error", border_style="red"))
     subtasks = Table(title="Sub-agents", show_lines=True)

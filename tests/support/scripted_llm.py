@@ -61,6 +61,7 @@ class Fault:
     retry_after: float | None = None
     delay_s: float = 0.0
     body: str | None = None  # a 200 with this raw content instead of an error
+    # status 200 with no body: answer normally, after `delay_s` (a slow or stalled model)
 
 
 @dataclass
@@ -71,6 +72,7 @@ class Script:
     steps_to_conclude: int = 2
     synthesis: str = "Final answer built from the sub-agents' conclusions."
     subagent_delay_s: float = 0.0
+    filler_chars: int = 0  # pad each sub-agent answer, to grow transcripts without growing conclusions
     faults: list[Fault] = field(default_factory=list)
     on_subagent: Callable[[str, int], None] | None = None  # called with (subtask id, step)
 
@@ -134,9 +136,10 @@ class ScriptedLLM:
             return script.synthesis
         if kind == "regenerate":
             return f"Do part {subtask}. Keep it short."
+        filler = "x" * script.filler_chars
         if step >= script.steps_to_conclude:
-            return f"Work on {subtask}, step {step}.\nCONCLUSION: result of {subtask}"
-        return f"Work on {subtask}, step {step}: drafting."
+            return f"Work on {subtask}, step {step}. {filler}\nCONCLUSION: result of {subtask}"
+        return f"Work on {subtask}, step {step}: drafting. {filler}"
 
     def _build_app(self) -> FastAPI:
         app = FastAPI()
@@ -163,7 +166,7 @@ class ScriptedLLM:
                     await asyncio.sleep(fault.delay_s)
                 if fault.body is not None:
                     content = fault.body
-                else:
+                elif fault.status != 200:
                     headers = {"retry-after": str(fault.retry_after)} if fault.retry_after is not None else {}
                     return JSONResponse(
                         {"error": {"message": f"scripted failure {fault.status}", "type": "scripted"}},
