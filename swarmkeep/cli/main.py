@@ -148,6 +148,7 @@ def run(
         job = api.create_job(task, max_parallel)
         console.print(f"Submitted [bold]{job['id']}[/] · Temporal UI: {job['links']['temporal_ui']}")
         final = watch_job(api, job["id"], console, settings.max_steps)
+        console.print()
         print_job(final, console)
         if final["status"] != "succeeded":
             raise typer.Exit(1)

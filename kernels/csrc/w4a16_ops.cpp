@@ -1,0 +1,287 @@
+// W4A16 CPU operators exposed to Python: the linear, the fused MoE forward, a read-bandwidth probe and the
+// CPU feature report that picks a path. The inner tile kernels live in w4a16_tiles.h.
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <torch/extension.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "pool.h"
+#include "w4a16_tiles.h"
+
+namespace swarmkeep {
+namespace {
+
+enum Path : int64_t { kGeneric = 1, kAvx512 = 2, kAmx = 3 };
+
+bool os_allows_amx() {
+  // Linux hands out the 8 KiB AMX tile state only to processes that ask for it.
+  constexpr long kReqXcompPerm = 0x1023, kXfeatureTileData = 18;
+  static const bool granted = syscall(SYS_arch_prctl, kReqXcompPerm, kXfeatureTileData) == 0;
+  return granted;
+}
+
+int64_t detect_features() {
+  unsigned a, b, c, d;
+  int64_t caps = 0;
+  if (!__get_cpuid_count(1, 0, &a, &b, &c, &d)) return 0;
+  const bool osxsave = c & (1u << 27), fma = c & (1u << 12);
+  if (!osxsave) return 0;
+  unsigned xlo, xhi;
+  __asm__ volatile("xgetbv" : "=a"(xlo), "=d"(xhi) : "c"(0));
+  const bool ymm_os = (xlo & 0x6) == 0x6, zmm_os = (xlo & 0xe6) == 0xe6;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+  const bool avx2 = b & (1u << 5), avx512f = b & (1u << 16), avx512bw = b & (1u << 30),
+             avx512vl = b & (1u << 31), amx_bf16 = d & (1u << 22), amx_tile = d & (1u << 24);
+  unsigned a1 = 0, b1 = 0, c1 = 0, d1 = 0;
+  __get_cpuid_count(7, 1, &a1, &b1, &c1, &d1);
+  const bool avx512bf16 = a1 & (1u << 5);
+  if (avx2 && fma && ymm_os) caps |= 1;                                          // bit 0: AVX2+FMA
+  if (zmm_os && avx512f && avx512bw && avx512vl && avx512bf16 && fma) caps |= 2;  // bit 1: AVX-512 BF16
+  // XCR0's tile bits say nothing until permission is requested, so the kernel's answer decides.
+  if ((caps & 2) && amx_bf16 && amx_tile && os_allows_amx()) caps |= 4;           // bit 2: AMX BF16
+  return caps;
+}
+
+int64_t cpu_features() {
+  static const int64_t caps = detect_features();
+  return caps;
+}
+
+void check_path(int64_t path) {
+  const int64_t caps = cpu_features();
+  TORCH_CHECK(path == kGeneric || (path == kAvx512 && (caps & 2)) || (path == kAmx && (caps & 4)),
+              "W4A16 CPU path ", path, " is not supported on this CPU (features ", caps, ")");
+}
+
+void check_blocked(const torch::Tensor& w, const torch::Tensor& s, int64_t K, const char* name) {
+  TORCH_CHECK(w.scalar_type() == torch::kInt32 && w.is_contiguous() && w.size(-1) == kTileN &&
+                  w.size(-2) * 8 == K,
+              name, ": blocked codes must be contiguous int32 [..., N/16, K/8, 16] with K = ", K);
+  TORCH_CHECK(s.scalar_type() == torch::kBFloat16 && s.is_contiguous() && s.size(-1) == kTileN &&
+                  s.size(-2) * kGroup == K && s.size(-3) == w.size(-3),
+              name, ": blocked scales must be contiguous bf16 [..., N/16, K/32, 16] matching the codes");
+}
+
+// Copies bf16 rows into dst (ld = K) with every block of 8 inputs permuted to (0,4,1,5,2,6,3,7).
+void permute_rows(const uint16_t* src, int64_t ld_src, int64_t rows, int64_t K, uint16_t* dst) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint16_t* in = src + r * ld_src;
+    uint16_t* out = dst + r * K;
+    for (int64_t k = 0; k < K; k += 8)
+      for (int t = 0; t < 8; ++t) out[k + permuted_pos(t)] = in[k + t];
+  }
+}
+
+int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
+// Computes one 16-feature tile for `rows` rows of permuted activations into out ([rows_pad][16] floats).
+void run_tile(int64_t path, const uint16_t* xp, int64_t ldx, int64_t rows, int64_t K, const int32_t* w,
+              const uint16_t* s, float* out) {
+  if (path == kAmx) {
+    tile_amx(xp, ldx, static_cast<int>(rows), K, w, s, out);
+  } else if (path == kAvx512) {
+    tile_avx512(xp, ldx, static_cast<int>(rows), K, w, s, out);
+  } else {
+    tile_generic(xp, ldx, static_cast<int>(rows), K, w, s, out);
+  }
+}
+
+std::function<void()> thread_begin(int64_t path) {
+  if (path == kAmx) return [] { amx_begin(); };
+  return {};
+}
+std::function<void()> thread_end(int64_t path) {
+  if (path == kAmx) return [] { amx_end(); };
+  return {};
+}
+
+// y[M, n] (bf16) = x[M, K] (bf16) @ W^T for a weight in the blocked layout.
+torch::Tensor w4a16_linear(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& s, int64_t n,
+                           int64_t path, int64_t threads) {
+  TORCH_CHECK(x.dim() == 2 && x.scalar_type() == torch::kBFloat16, "x must be bf16 [M, K]");
+  const int64_t M = x.size(0), K = x.size(1);
+  check_blocked(w, s, K, "weight");
+  TORCH_CHECK(w.dim() == 3 && n > 0 && n <= w.size(0) * kTileN, "n out of range for the blocked weight");
+  check_path(path);
+  auto y = torch::empty({M, n}, x.options());
+  if (M == 0) return y;
+  const auto xc = x.contiguous();
+  const int64_t m_pad = round_up(M, kAmxRows);
+  std::vector<uint16_t> xp(static_cast<size_t>(m_pad * K), 0);
+  permute_rows(reinterpret_cast<const uint16_t*>(xc.data_ptr()), K, M, K, xp.data());
+  const int32_t* wp = w.data_ptr<int32_t>();
+  const uint16_t* sp = reinterpret_cast<const uint16_t*>(s.data_ptr());
+  uint16_t* yp = reinterpret_cast<uint16_t*>(y.data_ptr());
+  const int64_t tiles = (n + kTileN - 1) / kTileN;
+  WorkPool::instance().run(
+      tiles, static_cast<int>(threads),
+      [&](int64_t t) {
+        std::vector<float> out(static_cast<size_t>(m_pad * kTileN));
+        run_tile(path, xp.data(), K, M, K, wp + t * (K / 8) * kTileN, sp + t * (K / kGroup) * kTileN,
+                 out.data());
+        const int64_t n0 = t * kTileN, cols = std::min<int64_t>(kTileN, n - n0);
+        for (int64_t m = 0; m < M; ++m)
+          for (int64_t i = 0; i < cols; ++i) yp[m * n + n0 + i] = float_to_bf16(out[m * kTileN + i]);
+      },
+      thread_begin(path), thread_end(path));
+  return y;
+}
+
+// Routed experts of one MoE layer: returns fp32 [T, H] = sum over each token's experts of weight * expert(x).
+// Experts are SwiGLU with gate/up stacked in w13 ([E, 2I/16, H/8, 16]: gate tiles, then up tiles) and down
+// in w2 ([E, H/16, I/8, 16]). Phase 1 runs gate/up per (expert, tile) and writes bf16 silu(g) * u already
+// permuted for phase 2; phase 2 owns whole output columns, so experts are summed without atomics.
+torch::Tensor moe_forward(const torch::Tensor& x, const torch::Tensor& ids, const torch::Tensor& weights,
+                          const torch::Tensor& w13, const torch::Tensor& s13, const torch::Tensor& w2,
+                          const torch::Tensor& s2, int64_t path, int64_t threads) {
+  TORCH_CHECK(x.dim() == 2 && x.scalar_type() == torch::kBFloat16, "x must be bf16 [T, H]");
+  TORCH_CHECK(ids.dim() == 2 && ids.scalar_type() == torch::kInt64 && ids.size(0) == x.size(0),
+              "topk ids must be int64 [T, k]");
+  TORCH_CHECK(weights.sizes() == ids.sizes() && weights.scalar_type() == torch::kFloat32,
+              "topk weights must be fp32 [T, k]");
+  const int64_t T = x.size(0), H = x.size(1), E = w13.size(0), topk = ids.size(1);
+  TORCH_CHECK(w13.dim() == 4 && w2.dim() == 4 && w2.size(0) == E, "w13/w2 must be [E, tiles, K/8, 16]");
+  const int64_t I = w13.size(1) * kTileN / 2;
+  check_blocked(w13, s13, H, "w13");
+  check_blocked(w2, s2, I, "w2");
+  TORCH_CHECK(w2.size(1) * kTileN == H && I % kGroup == 0, "w2 must produce H outputs from I inputs");
+  check_path(path);
+  auto out = torch::zeros({T, H}, x.options().dtype(torch::kFloat32));
+  if (T == 0) return out;
+
+  // Group tokens by expert (serial: T * k integers).
+  const auto idc = ids.contiguous();
+  const auto wc = weights.contiguous();
+  const int64_t* idp = idc.data_ptr<int64_t>();
+  const float* wtp = wc.data_ptr<float>();
+  std::vector<int64_t> count(E, 0);
+  for (int64_t i = 0; i < T * topk; ++i) {
+    TORCH_CHECK(idp[i] >= 0 && idp[i] < E, "expert id ", idp[i], " out of range [0, ", E, ")");
+    ++count[idp[i]];
+  }
+  std::vector<int64_t> active, row0;  // active experts and where their rows start in the gathered buffers
+  int64_t rows_total = 0;
+  for (int64_t e = 0; e < E; ++e) {
+    if (!count[e]) continue;
+    active.push_back(e);
+    row0.push_back(rows_total);
+    rows_total += round_up(count[e], kAmxRows);
+  }
+  std::vector<int64_t> slot_of(E, 0), fill(E, 0), token(rows_total, -1);
+  std::vector<float> gate_w(rows_total, 0.f);
+  for (size_t a = 0; a < active.size(); ++a) slot_of[active[a]] = static_cast<int64_t>(a);
+  for (int64_t i = 0; i < T * topk; ++i) {
+    const int64_t e = idp[i], r = row0[slot_of[e]] + fill[e]++;
+    token[r] = i / topk;
+    gate_w[r] = wtp[i];
+  }
+  const auto xc = x.contiguous();
+  const uint16_t* xsrc = reinterpret_cast<const uint16_t*>(xc.data_ptr());
+  std::vector<uint16_t> xp(static_cast<size_t>(rows_total * H), 0), hp(static_cast<size_t>(rows_total * I), 0);
+  for (int64_t r = 0; r < rows_total; ++r)
+    if (token[r] >= 0) permute_rows(xsrc + token[r] * H, H, 1, H, xp.data() + r * H);
+
+  const int32_t* w13p = w13.data_ptr<int32_t>();
+  const uint16_t* s13p = reinterpret_cast<const uint16_t*>(s13.data_ptr());
+  const int32_t* w2p = w2.data_ptr<int32_t>();
+  const uint16_t* s2p = reinterpret_cast<const uint16_t*>(s2.data_ptr());
+  const int64_t tiles13 = 2 * I / kTileN, half = I / kTileN, tiles2 = H / kTileN;
+  const int64_t w13_tile = (H / 8) * kTileN, s13_tile = (H / kGroup) * kTileN;
+  const int64_t w2_tile = (I / 8) * kTileN, s2_tile = (I / kGroup) * kTileN;
+  const int64_t n_active = static_cast<int64_t>(active.size());
+
+  WorkPool::instance().run(
+      n_active * half, static_cast<int>(threads),
+      [&](int64_t chunk) {
+        const int64_t a = chunk / half, j = chunk % half, e = active[a];
+        const int64_t rows = count[e], pad = round_up(rows, kAmxRows);
+        const uint16_t* xa = xp.data() + row0[a] * H;
+        std::vector<float> g(static_cast<size_t>(pad * kTileN)), u(g.size());
+        const int64_t gt = e * tiles13 + j, ut = e * tiles13 + half + j;
+        run_tile(path, xa, H, rows, H, w13p + gt * w13_tile, s13p + gt * s13_tile, g.data());
+        run_tile(path, xa, H, rows, H, w13p + ut * w13_tile, s13p + ut * s13_tile, u.data());
+        for (int64_t m = 0; m < rows; ++m) {
+          uint16_t* h = hp.data() + (row0[a] + m) * I + j * kTileN;
+          for (int i = 0; i < kTileN; ++i) {
+            const float gv = g[m * kTileN + i];
+            const float act = gv / (1.f + std::exp(-gv)) * u[m * kTileN + i];
+            h[(i / 8) * 8 + permuted_pos(i % 8)] = float_to_bf16(act);
+          }
+        }
+      },
+      thread_begin(path), thread_end(path));
+
+  float* op = out.data_ptr<float>();
+  WorkPool::instance().run(
+      tiles2, static_cast<int>(threads),
+      [&](int64_t j) {
+        std::vector<float> y;
+        for (int64_t a = 0; a < n_active; ++a) {
+          const int64_t e = active[a], rows = count[e];
+          y.assign(static_cast<size_t>(round_up(rows, kAmxRows) * kTileN), 0.f);
+          const int64_t t = e * tiles2 + j;
+          run_tile(path, hp.data() + row0[a] * I, I, rows, I, w2p + t * w2_tile, s2p + t * s2_tile, y.data());
+          for (int64_t m = 0; m < rows; ++m) {
+            float* o = op + token[row0[a] + m] * H + j * kTileN;
+            const float gw = gate_w[row0[a] + m];
+            for (int i = 0; i < kTileN; ++i) o[i] += gw * y[m * kTileN + i];
+          }
+        }
+      },
+      thread_begin(path), thread_end(path));
+  return out;
+}
+
+// Reads every byte of buf on `threads` threads and returns a checksum (so the reads cannot be elided).
+SWK_AVX512 int64_t read_avx512(const uint8_t* p, int64_t n) {
+  __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+  for (int64_t i = 0; i + 256 <= n; i += 256) {
+    a0 = _mm512_add_epi64(a0, _mm512_load_si512(p + i));
+    a1 = _mm512_add_epi64(a1, _mm512_load_si512(p + i + 64));
+    a2 = _mm512_add_epi64(a2, _mm512_load_si512(p + i + 128));
+    a3 = _mm512_add_epi64(a3, _mm512_load_si512(p + i + 192));
+  }
+  return _mm512_reduce_add_epi64(_mm512_add_epi64(_mm512_add_epi64(a0, a1), _mm512_add_epi64(a2, a3)));
+}
+
+int64_t read_portable(const uint8_t* p, int64_t n) {
+  const int64_t* q = reinterpret_cast<const int64_t*>(p);
+  int64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+  for (int64_t i = 0; i + 4 <= n / 8; i += 4) {
+    a0 += q[i];
+    a1 += q[i + 1];
+    a2 += q[i + 2];
+    a3 += q[i + 3];
+  }
+  return a0 + a1 + a2 + a3;
+}
+
+int64_t read_bytes(const torch::Tensor& buf, int64_t threads) {
+  TORCH_CHECK(buf.is_contiguous() && buf.scalar_type() == torch::kUInt8, "buffer must be contiguous uint8");
+  const uint8_t* p = buf.data_ptr<uint8_t>();
+  TORCH_CHECK(reinterpret_cast<uintptr_t>(p) % 64 == 0, "buffer must be 64-byte aligned");
+  constexpr int64_t kChunk = 1 << 20;
+  const int64_t n = buf.numel(), chunks = n / kChunk;
+  std::vector<int64_t> sums(static_cast<size_t>(chunks), 0);
+  const bool wide = cpu_features() & 2;
+  WorkPool::instance().run(chunks, static_cast<int>(threads), [&](int64_t c) {
+    sums[c] = wide ? read_avx512(p + c * kChunk, kChunk) : read_portable(p + c * kChunk, kChunk);
+  });
+  int64_t total = 0;
+  for (auto v : sums) total += v;
+  return total;
+}
+
+}  // namespace
+}  // namespace swarmkeep
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("cpu_features", &swarmkeep::cpu_features, "bit 0: AVX2+FMA, bit 1: AVX-512 BF16, bit 2: AMX BF16");
+  m.def("w4a16_linear", &swarmkeep::w4a16_linear, "W4A16 linear on the blocked layout");
+  m.def("moe_forward", &swarmkeep::moe_forward, "routed experts of a W4A16 SwiGLU MoE layer");
+  m.def("read_bytes", &swarmkeep::read_bytes, "read a buffer on N threads (bandwidth probe)");
+}
