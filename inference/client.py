@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import json
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -26,6 +27,7 @@ class LLMReply:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
 
 
 def is_kimi_model(model: str) -> bool:
@@ -74,6 +76,27 @@ def to_activity_error(error: openai.OpenAIError) -> ApplicationError:
             non_retryable=permanent,
         )
     return ApplicationError(f"The LLM call failed: {error}", type="LLMError")
+
+
+def checked_tool_calls(tool_calls: Any) -> list[dict[str, Any]] | None:
+    """Tool calls as plain dicts with parsed arguments; a malformed one fails the attempt so it is retried."""
+    if not tool_calls:
+        return None
+    checked = []
+    for call in tool_calls:
+        function = getattr(call, "function", None)
+        name = getattr(function, "name", None)
+        try:
+            arguments = json.loads(getattr(function, "arguments", None) or "{}")
+        except json.JSONDecodeError as error:
+            raise ApplicationError(
+                f"The model returned a malformed tool call ({name}: arguments are not JSON: {error.msg})",
+                type="MalformedToolCall",
+            ) from error
+        if not name or not isinstance(arguments, dict):
+            raise ApplicationError(f"The model returned a malformed tool call ({call!r})", type="MalformedToolCall")
+        checked.append({"id": call.id, "name": name, "arguments": arguments})
+    return checked
 
 
 class LLMClient:
@@ -138,6 +161,7 @@ class LLMClient:
             prompt_tokens=usage.prompt_tokens if usage else 0,
             completion_tokens=usage.completion_tokens if usage else 0,
             finish_reason=choice.finish_reason,
+            tool_calls=checked_tool_calls(message.tool_calls),
         )
 
     async def close(self) -> None:

@@ -61,6 +61,7 @@ class Fault:
     retry_after: float | None = None
     delay_s: float = 0.0
     body: str | None = None  # a 200 with this raw content instead of an error
+    tool_call_arguments: str | None = None  # a 200 whose message is a tool call with these raw arguments
     # status 200 with no body: answer normally, after `delay_s` (a slow or stalled model)
 
 
@@ -164,6 +165,24 @@ class ScriptedLLM:
             if fault is not None:
                 if fault.delay_s:
                     await asyncio.sleep(fault.delay_s)
+                if fault.tool_call_arguments is not None:
+                    return JSONResponse(
+                        self._completion(
+                            body,
+                            {
+                                "role": "assistant",
+                                "content": None,
+                                "tool_calls": [
+                                    {
+                                        "id": "functions.search:0",
+                                        "type": "function",
+                                        "function": {"name": "search", "arguments": fault.tool_call_arguments},
+                                    }
+                                ],
+                            },
+                            "tool_calls",
+                        )
+                    )
                 if fault.body is not None:
                     content = fault.body
                 elif fault.status != 200:
@@ -173,20 +192,19 @@ class ScriptedLLM:
                         status_code=fault.status,
                         headers=headers,
                     )
-            return JSONResponse(
-                {
-                    "id": f"chatcmpl-{len(self.requests)}",
-                    "object": "chat.completion",
-                    "created": int(time.time()),
-                    "model": body.get("model", "scripted"),
-                    "choices": [
-                        {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
-                    ],
-                    "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
-                }
-            )
+            return JSONResponse(self._completion(body, {"role": "assistant", "content": content}, "stop"))
 
         return app
+
+    def _completion(self, body: dict[str, Any], message: dict[str, Any], finish_reason: str) -> dict[str, Any]:
+        return {
+            "id": f"chatcmpl-{len(self.requests)}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", "scripted"),
+            "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+        }
 
     def start(self) -> None:
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning")
