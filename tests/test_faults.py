@@ -31,7 +31,12 @@ async def assert_nothing_lost(
     assert job["metrics"]["steps"] == planned * steps_each + orchestrator_steps
     async with session_scope(swarm.settings.effective_database_url) as session:
         rows = await session.execute(
-            select(NotebookEntry.subtask_id, NotebookEntry.lane, func.count(), func.count(func.distinct(NotebookEntry.step)))
+            select(
+                NotebookEntry.subtask_id,
+                NotebookEntry.lane,
+                func.count(),
+                func.count(func.distinct(NotebookEntry.step)),
+            )
             .where(NotebookEntry.job_id == job["id"])
             .group_by(NotebookEntry.subtask_id, NotebookEntry.lane)
         )

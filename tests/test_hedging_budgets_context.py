@@ -74,7 +74,12 @@ async def test_serial_collapse_is_replanned_once_and_recorded(swarm_factory) -> 
     swarm = await swarm_factory()
     chain = plan_json(
         [
-            {"id": f"s{i}", "role": "researcher", "instruction": f"Do part s{i}.", "depends_on": [f"s{i - 1}"] if i > 1 else []}
+            {
+                "id": f"s{i}",
+                "role": "researcher",
+                "instruction": f"Do part s{i}.",
+                "depends_on": [f"s{i - 1}"] if i > 1 else [],
+            }
             for i in range(1, 5)
         ]
     )
@@ -91,7 +96,12 @@ async def test_fake_parallelism_is_replanned_and_a_worse_replan_is_not_used(swar
     swarm = await swarm_factory()
     duplicate = plan_json(
         [
-            {"id": f"s{i}", "role": "writer", "instruction": "Do part s1. Write the same introduction paragraph.", "depends_on": []}
+            {
+                "id": f"s{i}",
+                "role": "writer",
+                "instruction": "Do part s1. Write the same introduction paragraph.",
+                "depends_on": [],
+            }
             for i in range(1, 4)
         ]
     )

@@ -67,4 +67,6 @@ def test_plan_guards() -> None:
 
 
 def test_self_dependency_does_not_recurse() -> None:
-    assert plan_findings([sub("a", "one two three", "a"), sub("b", "four five six"), sub("c", "seven eight nine")]) == []
+    assert (
+        plan_findings([sub("a", "one two three", "a"), sub("b", "four five six"), sub("c", "seven eight nine")]) == []
+    )

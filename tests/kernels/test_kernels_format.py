@@ -115,6 +115,4 @@ def test_quantization_matches_compressed_tensors() -> None:
     packed = pack_int4(q)
     torch.testing.assert_close(packed, ct_pack.pack_to_int32(q_ct, 4))
     ct_dequant = dequantize(q_ct, scale, zero, args).float()
-    torch.testing.assert_close(
-        dequantize_weight(Int4Weight(packed, my_scale)), ct_dequant, atol=1e-2, rtol=1e-2
-    )
+    torch.testing.assert_close(dequantize_weight(Int4Weight(packed, my_scale)), ct_dequant, atol=1e-2, rtol=1e-2)

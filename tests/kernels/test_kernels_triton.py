@@ -44,9 +44,7 @@ SMALL = {"BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_K": 64}
 @pytest.mark.parametrize("m", [1, 5, 19])
 @pytest.mark.parametrize("n,k", [(32, 64), (40, 96), (72, 160)])
 @pytest.mark.parametrize("split_k", [1, 2])
-def test_gemm_matches_reference(
-    interpreted: dict[str, ModuleType], m: int, n: int, k: int, split_k: int
-) -> None:
+def test_gemm_matches_reference(interpreted: dict[str, ModuleType], m: int, n: int, k: int, split_k: int) -> None:
     weight = random_int4_weight(n, k, torch.Generator().manual_seed(n + k), scale=k**-0.5)
     x = _x(m, k, seed=m)
     y = interpreted["ops"].triton_w4a16_linear(x, to_triton_layout(weight), {**SMALL, "SPLIT_K": split_k})
@@ -63,9 +61,7 @@ def test_gemm_default_config(interpreted: dict[str, ModuleType]) -> None:
 @pytest.mark.parametrize("tokens", [1, 7])
 @pytest.mark.parametrize("scoring", ["sigmoid", "softmax"])
 def test_fused_moe_matches_reference(interpreted: dict[str, ModuleType], tokens: int, scoring: str) -> None:
-    config = RoutingConfig(
-        top_k=2, scoring=scoring, routed_scaling_factor=2.5 if scoring == "sigmoid" else 1.0
-    )
+    config = RoutingConfig(top_k=2, scoring=scoring, routed_scaling_factor=2.5 if scoring == "sigmoid" else 1.0)
     moe = random_moe(6, 64, 32, shared_intermediate=32, with_bias=scoring == "sigmoid", seed=tokens)
     x = _x(tokens, 64, seed=tokens)
     layer = interpreted["ops"].TritonW4A16MoE(moe, config, device="cpu")

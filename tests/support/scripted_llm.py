@@ -84,6 +84,8 @@ class ScriptedLLM:
     def __init__(self) -> None:
         self.script = Script()
         self.requests: list[dict[str, Any]] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
         self.port = free_port()
         self._lock = threading.Lock()
         self._server: uvicorn.Server | None = None
@@ -98,6 +100,7 @@ class ScriptedLLM:
         with self._lock:
             self.script = script or Script()
             self.requests = []
+            self.max_in_flight = 0
         return self.script
 
     def calls(self, kind: str, subtask: str | None = None) -> list[dict[str, Any]]:
@@ -151,6 +154,14 @@ class ScriptedLLM:
 
         @app.post("/v1/chat/completions")
         async def chat(request: Request) -> Response:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            try:
+                return await answer(request)
+            finally:
+                self.in_flight -= 1
+
+        async def answer(request: Request) -> Response:
             body = await request.json()
             kind, subtask, step = self._classify(body)
             with self._lock:
