@@ -92,6 +92,9 @@ async def test_serial_collapse_is_replanned_once_and_recorded(swarm_factory) -> 
     assert [s["stage"] for s in job["subtasks"]] == [1, 1, 1, 1]  # the parallel re-plan ran
 
 
+SAME = "Write the introduction paragraph of the report on green tea, in the same words as the others."
+
+
 async def test_fake_parallelism_is_replanned_and_a_worse_replan_is_not_used(swarm_factory) -> None:
     swarm = await swarm_factory()
     duplicate = plan_json(

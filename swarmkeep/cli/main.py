@@ -112,7 +112,9 @@ def up() -> None:
     settings = get_settings()
     stack = LocalStack(settings, say=console.print)
     stopped = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    # Handle both explicitly: a shell that starts `up` in the background leaves SIGINT ignored.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopped.set())
     try:
         stack.start_all()
         console.print(f'[green]swarmkeep is up.[/] Submit with: swarmkeep run "your task"  (logs in {stack.log_dir})')
