@@ -78,7 +78,7 @@ class PlannerActivities:
         job = await self._job(request.job_id)
         reply = await self.llm.chat(
             plan_messages(job.task, request.min_subtasks, request.max_subtasks, request.feedback),
-            max_tokens=max(self.max_tokens, 300 * request.max_subtasks),
+            max_tokens=min(max(self.max_tokens, 300 * request.max_subtasks), 32_000),
             response_format={
                 "type": "json_schema",
                 "json_schema": {

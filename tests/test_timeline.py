@@ -222,3 +222,15 @@ async def test_timeline_of_a_real_job_over_http(swarm_factory) -> None:
     assert foreign.status_code == 404
     anonymous = await swarm.api.get(f"/v1/jobs/{job_id}/timeline.svg", headers={"Authorization": ""})
     assert anonymous.status_code == 401
+
+
+def test_a_job_that_has_not_started_or_failed_planning_still_renders() -> None:
+    queued = Job(id="job_q", task="t", status="queued", metrics={}, created_at=T0)
+    data = timeline_from_rows(queued, [], [], now=T0 + timedelta(seconds=2))
+    root = parse(render_timeline(data))
+    assert data.planning is None and not bars(root) and not bars(root, "orchestrator")
+    failed = Job(id="job_f", task="t", status="failed", metrics={}, created_at=T0, started_at=T0)
+    failed.finished_at = T0 + timedelta(seconds=3)
+    data = timeline_from_rows(failed, [], [])
+    plan = bars(parse(render_timeline(data)), "orchestrator")
+    assert [b.get("data-outcome") for b in plan] == ["failed"] and not data.live
