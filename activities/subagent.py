@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from swarmkeep.activities.artifacts import ArtifactStore
 from swarmkeep.activities.prompts import (
     CONCLUSION_MARK,
     CONTINUE_PROMPT,
@@ -17,10 +20,20 @@ from swarmkeep.activities.prompts import (
     extract_conclusion,
     subagent_opening,
 )
+from swarmkeep.activities.tools import (
+    FetchLimits,
+    SandboxLimits,
+    ToolContext,
+    as_tool_message,
+    search_provider_for,
+    toolset_for,
+)
 from swarmkeep.inference.client import LLMClient
 from swarmkeep.messages import SubagentInput, SubagentResult
+from swarmkeep.settings import Settings
 from swarmkeep.store.engine import session_scope
 from swarmkeep.store.models import Job, NotebookEntry, Subtask, SubtaskStatus, utcnow
+from swarmkeep.workflows.recovery import PRIMARY
 
 
 @asynccontextmanager
@@ -44,12 +57,15 @@ def _step_prompt(step: int, max_steps: int) -> str:
 
 
 class SubagentActivities:
-    """The sub-agent loop; each sub-agent sees its own notebook and its dependencies' conclusions only."""
+    """The sub-agent loop; each sub-agent sees its own notebook and its dependencies' conclusions only, and calls
+    its role's tools when tools are on."""
 
-    def __init__(self, database_url: str, llm: LLMClient, max_tokens: int):
-        self.database_url = database_url
+    def __init__(self, settings: Settings, llm: LLMClient, artifacts: ArtifactStore | None = None):
+        self.settings = settings
+        self.database_url = settings.effective_database_url
         self.llm = llm
-        self.max_tokens = max_tokens
+        self.max_tokens = settings.llm_max_tokens
+        self.artifacts = artifacts or ArtifactStore(settings.effective_artifacts_dir, self.database_url)
 
     async def _load(self, request: SubagentInput) -> tuple[str, Subtask, list[NotebookEntry]]:
         """The job's task, the subtask row (now marked running) and this lane's notebook so far."""
@@ -57,8 +73,9 @@ class SubagentActivities:
             subtask = await session.scalar(
                 select(Subtask).where(Subtask.job_id == request.job_id, Subtask.subtask_id == request.subtask_id)
             )
-            job = await session.get(Job, request.job_id)
-            if subtask is None or job is None:
+            # Only the task: the job row also holds the whole plan, which would be decoded by every sub-agent.
+            task = await session.scalar(select(Job.task).where(Job.id == request.job_id))
+            if subtask is None or task is None:
                 raise ApplicationError(
                     f"subtask {request.subtask_id} of job {request.job_id} is not in the job store",
                     type="SubtaskNotFound",
@@ -80,7 +97,45 @@ class SubagentActivities:
                     )
                 ).all()
             )
-            return job.task, subtask, notebook
+            return task, subtask, notebook
+
+    def _tool_context(self, request: SubagentInput) -> ToolContext:
+        scratch = self.settings.scratch_dir / request.job_id
+        scratch.mkdir(parents=True, exist_ok=True)
+
+        async def keep(name: str, path: Path) -> None:
+            await self.artifacts.save(request.job_id, request.subtask_id, name, path)
+
+        return ToolContext(
+            job_id=request.job_id,
+            scratch_dir=scratch,
+            on_artifact=keep,
+            fetch=FetchLimits(allow=tuple(self.settings.fetch_allow)),
+            sandbox=SandboxLimits(require_isolation=self.settings.sandbox_isolation),
+            search=search_provider_for(self.settings.search_url or None),
+        )
+
+    async def _record_primary(
+        self, row_id: int, role: str, conclusion: str, steps: int, prompt_tokens: int, completion_tokens: int
+    ) -> None:
+        """Record a primary run's success here, sparing the workflow a second activity in the common case;
+        a row another run already recorded (after a hedge or recovery) is left as it is."""
+        async with session_scope(self.database_url) as session:
+            await session.execute(
+                update(Subtask)
+                .where(Subtask.id == row_id, Subtask.lane.is_(None))
+                .values(
+                    status=SubtaskStatus.SUCCEEDED,
+                    lane=PRIMARY,
+                    role=role,
+                    conclusion=conclusion,
+                    error=None,
+                    steps=steps,
+                    prompt_tokens=prompt_tokens,
+                    completion_tokens=completion_tokens,
+                    finished_at=utcnow(),
+                )
+            )
 
     @activity.defn(name="run_subagent")
     async def run_subagent(self, request: SubagentInput) -> SubagentResult:
@@ -89,29 +144,43 @@ class SubagentActivities:
         beat_every = max((info.heartbeat_timeout.total_seconds() if info.heartbeat_timeout else 30.0) / 3, 0.5)
         task, subtask, notebook = await self._load(request)
         role = request.role or subtask.role
+        toolset = toolset_for(role) if self.settings.tools_enabled else None
+        context = self._tool_context(request) if toolset else None
 
-        messages = subagent_opening(role, task, subtask.instruction, request.dependencies)
+        messages: list[dict[str, Any]] = subagent_opening(role, task, subtask.instruction, request.dependencies)
         prompt_tokens = sum(e.prompt_tokens for e in notebook)
         completion_tokens = sum(e.completion_tokens for e in notebook)
-        last_answer = ""
+        last_answer, used_tools = "", False
         for entry in notebook:  # a retry resumes from the notebook, not from zero
-            if entry.step > 1:
+            if entry.step > 1 and entry.prompt:
                 messages.append({"role": "user", "content": entry.prompt})
-            messages.append({"role": "assistant", "content": entry.response})
-            last_answer = entry.response
+            messages.extend(entry.messages or [{"role": "assistant", "content": entry.response}])
+            last_answer, used_tools = entry.response, bool(entry.messages and len(entry.messages) > 1)
         step = len(notebook)
-        finished = bool(notebook) and CONCLUSION_MARK in last_answer
+        finished = bool(notebook) and not used_tools and CONCLUSION_MARK in last_answer
 
         while not finished and step < request.max_steps:
             step += 1
-            prompt = messages[-1]["content"] if step == 1 else _step_prompt(step, request.max_steps)
-            if step > 1:
+            # After tool results the model simply goes on; otherwise it is asked to continue.
+            prompt = (
+                "" if used_tools else (messages[-1]["content"] if step == 1 else _step_prompt(step, request.max_steps))
+            )
+            if step > 1 and prompt:
                 messages.append({"role": "user", "content": prompt})
             async with heartbeating(beat_every):
-                reply = await self.llm.chat(messages, max_tokens=self.max_tokens, model=request.model)
+                reply = await self.llm.chat(
+                    messages,
+                    max_tokens=self.max_tokens,
+                    model=request.model,
+                    tools=toolset.specs() if toolset and step < request.max_steps else None,
+                )
+                added = [self.llm.assistant_message(reply)]
+                for call in (reply.tool_calls or []) if toolset and context else []:
+                    result = await toolset.call(call["name"], call["arguments"], context)  # type: ignore[union-attr,arg-type]
+                    added.append(as_tool_message(call["id"], result))
             activity.heartbeat(step)
-            messages.append({"role": "assistant", "content": reply.content})
-            last_answer = reply.content
+            messages.extend(added)
+            last_answer, used_tools = reply.content, len(added) > 1
             prompt_tokens += reply.prompt_tokens
             completion_tokens += reply.completion_tokens
             async with session_scope(self.database_url) as session:
@@ -122,9 +191,10 @@ class SubagentActivities:
                         lane=request.lane,
                         step=step,
                         attempt=info.attempt,
-                        prompt=prompt,
+                        prompt=prompt if step > 1 else messages[1]["content"],
                         response=reply.content,
                         reasoning=reply.reasoning,
+                        messages=added,
                         prompt_tokens=reply.prompt_tokens,
                         completion_tokens=reply.completion_tokens,
                     )
@@ -132,7 +202,7 @@ class SubagentActivities:
                 row = await session.get(Subtask, subtask.id)
                 if row is not None:
                     row.steps = max(row.steps, step)
-            finished = CONCLUSION_MARK in reply.content
+            finished = not used_tools and CONCLUSION_MARK in reply.content
 
         conclusion, _ = extract_conclusion(last_answer, request.conclusion_chars)
         if not conclusion:  # the mark with nothing after it: hand up the whole answer instead
@@ -141,6 +211,8 @@ class SubagentActivities:
             raise ApplicationError(
                 f"sub-agent {request.subtask_id} produced an empty conclusion", type="EmptyConclusion"
             )
+        if request.lane == PRIMARY:
+            await self._record_primary(subtask.id, role, conclusion, step, prompt_tokens, completion_tokens)
         return SubagentResult(
             subtask_id=request.subtask_id,
             conclusion=conclusion,
@@ -150,5 +222,5 @@ class SubagentActivities:
             attempt=info.attempt,
             lane=request.lane,
             role=role,
-            transcript_chars=sum(len(m["content"]) for m in messages),
+            transcript_chars=sum(len(str(m.get("content") or "")) for m in messages),
         )

@@ -11,6 +11,7 @@ from temporalio.client import Client
 
 from swarmkeep.api.body_limit import BodyLimitMiddleware
 from swarmkeep.api.routes import api_router
+from swarmkeep.search_attributes import register as register_search_attributes
 from swarmkeep.settings import Settings, get_settings
 from swarmkeep.store.engine import dispose_engines
 from swarmkeep.store.migrate import require_migrated
@@ -24,11 +25,14 @@ class TemporalConnection:
         self.settings = settings
         self._client: Client | None = None
         self._lock = asyncio.Lock()
+        self.search_attributes = False  # registered in the namespace, so jobs may carry them
 
     async def __call__(self) -> Client:
         async with self._lock:
             if self._client is None:
-                self._client = await connect(self.settings)
+                client = await connect(self.settings)
+                self.search_attributes = await register_search_attributes(client, self.settings.temporal_namespace)
+                self._client = client
             return self._client
 
 

@@ -57,9 +57,20 @@ class SubtaskView(BaseModel):
     history: list[dict[str, Any]] = Field(default_factory=list, description="Recovery and hedging events, in order.")
 
 
+class ArtifactView(BaseModel):
+    """A file a sub-agent produced; `url` downloads it (with the same key)."""
+
+    name: str
+    subtask_id: str
+    size: int
+    content_type: str
+    url: str
+
+
 class JobResult(BaseModel):
     synthesis: str | None
     subtasks: list[SubtaskView]
+    artifacts: list[ArtifactView] = Field(default_factory=list)
 
 
 class Links(BaseModel):

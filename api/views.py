@@ -11,10 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
-from swarmkeep.api.schemas import JobResult, JobSummary, JobView, Links, Progress, SubtaskView
+from swarmkeep.api.schemas import ArtifactView, JobResult, JobSummary, JobView, Links, Progress, SubtaskView
 from swarmkeep.messages import JobProgress
 from swarmkeep.settings import Settings
-from swarmkeep.store.models import Job, JobStatus, Subtask, SubtaskStatus, utcnow
+from swarmkeep.store.models import Artifact, Job, JobStatus, Subtask, SubtaskStatus, utcnow
 
 QUERY_TIMEOUT_S = 3.0
 
@@ -124,7 +124,25 @@ async def job_view(session: AsyncSession, client: Client | None, job: Job, setti
             await reconcile_closed(session, client, job)
     subtasks = [subtask_view(row) for row in rows]
     finished = job.status in JobStatus.TERMINAL
-    result = JobResult(synthesis=job.synthesis, subtasks=subtasks) if job.status == JobStatus.SUCCEEDED else None
+    result = None
+    if job.status == JobStatus.SUCCEEDED:
+        artifacts = (
+            await session.scalars(select(Artifact).where(Artifact.job_id == job.id).order_by(Artifact.id))
+        ).all()
+        result = JobResult(
+            synthesis=job.synthesis,
+            subtasks=subtasks,
+            artifacts=[
+                ArtifactView(
+                    name=a.name,
+                    subtask_id=a.subtask_id,
+                    size=a.size,
+                    content_type=a.content_type,
+                    url=f"/v1/jobs/{job.id}/artifacts/{a.name}",
+                )
+                for a in artifacts
+            ],
+        )
     return JobView(
         id=job.id,
         status=job.status,

@@ -52,6 +52,7 @@ class JobInput:
     callbacks: bool = False  # a callback URL is set: deliver a signed callback on each terminal state
     progress_callbacks: bool = False  # also one per finished subtask
     callback_policy: CallbackPolicy = field(default_factory=CallbackPolicy)
+    search_attributes: bool = False  # the namespace has swarmkeep's search attributes: keep them current
 
 
 @dataclass

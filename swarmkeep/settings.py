@@ -66,6 +66,23 @@ class Settings(BaseSettings):
         None, description="Where the converted local model is cached; empty means <data_dir>/models."
     )
 
+    tools: bool | None = Field(
+        None,
+        description="Give sub-agents their role's tools (OpenAI tool calling); empty means on, except for the "
+        "embedded local model, which cannot call tools.",
+    )
+    artifacts_dir: Path | None = Field(
+        None,
+        description="Where job artifacts are kept (a folder or a mounted bucket); empty means <data_dir>/artifacts.",
+    )
+    fetch_allow: list[str] = Field(
+        default_factory=list, description="Hosts or networks the researcher's fetch_url may reach although not public."
+    )
+    search_url: str = Field("", description="A SearxNG-compatible JSON search endpoint; empty means no web search.")
+    sandbox_isolation: bool = Field(
+        True, description="Refuse to run code unless the sandbox can cut it off from the network (keep on)."
+    )
+
     api_host: str = Field("127.0.0.1", description="Address the HTTP API listens on.")
     api_port: int = Field(8080, description="Port of the HTTP API.")
     api_url: str = Field("", description="URL the CLI talks to; empty means http://<api_host>:<api_port>.")
@@ -162,6 +179,18 @@ class Settings(BaseSettings):
     @property
     def effective_model_dir(self) -> Path:
         return self.model_dir or self.data_dir / "models"
+
+    @property
+    def tools_enabled(self) -> bool:
+        return self.tools if self.tools is not None else not self.uses_local_model
+
+    @property
+    def effective_artifacts_dir(self) -> Path:
+        return self.artifacts_dir or self.data_dir / "artifacts"
+
+    @property
+    def scratch_dir(self) -> Path:
+        return self.data_dir / "scratch"
 
     @property
     def effective_api_url(self) -> str:

@@ -13,6 +13,7 @@ from swarmkeep.activities.jobstore import JobStoreActivities
 from swarmkeep.activities.planner import PlannerActivities
 from swarmkeep.activities.subagent import SubagentActivities
 from swarmkeep.inference.client import LLMClient
+from swarmkeep.search_attributes import register as register_search_attributes
 from swarmkeep.settings import HARD_MAX_PARALLEL, Settings
 from swarmkeep.store.migrate import require_migrated
 from swarmkeep.temporal_client import connect
@@ -28,7 +29,7 @@ def build_worker(client: Client, settings: Settings, llm: LLMClient | None = Non
     url = settings.effective_database_url
     store = JobStoreActivities(url)
     planner = PlannerActivities(url, llm, settings.llm_max_tokens)
-    subagents = SubagentActivities(url, llm, settings.llm_max_tokens)
+    subagents = SubagentActivities(settings, llm)
     callbacks = CallbackActivities(settings)
     return Worker(
         client,
@@ -54,6 +55,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     """Check the job store, connect, and run the worker until `stop` is set (or forever)."""
     await require_migrated(settings.effective_database_url)
     client = await connect(settings)
+    await register_search_attributes(client, settings.temporal_namespace)
     worker = build_worker(client, settings)
     log.info("worker polling task queue %r at %s", settings.task_queue, settings.effective_temporal_address)
     if stop is None:

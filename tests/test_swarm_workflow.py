@@ -129,3 +129,24 @@ async def test_cancel_stops_the_job(swarm_factory) -> None:
     ]
     again = await swarm.api.post(f"/v1/jobs/{job_id}/cancel")
     assert again.status_code == 409
+
+
+async def test_temporal_ui_can_filter_jobs_by_search_attributes(swarm_factory) -> None:
+    swarm = await swarm_factory()
+    swarm.llm.reset(Script(plans=[fan_out_plan(3)], steps_to_conclude=1))
+    job_id = await swarm.submit()
+    await swarm.wait(job_id)
+    query = (
+        f"WorkflowId = '{job_id}' AND SwarmkeepStatus = 'succeeded' AND SwarmkeepTenant = 'tenant-a' "
+        "AND SwarmkeepSubtasksTotal = 3 AND SwarmkeepSubtasksDone = 3"
+    )
+    for _ in range(50):  # visibility is eventually consistent
+        found = [w.id async for w in swarm.client.list_workflows(query)]
+        if found:
+            break
+        import asyncio
+
+        await asyncio.sleep(0.2)
+    assert found == [job_id]
+    description = await swarm.client.get_workflow_handle(job_id).describe()
+    assert (await description.static_summary()) == "Write a short report."

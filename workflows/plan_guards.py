@@ -64,9 +64,12 @@ def plan_findings(subtasks: Sequence[PlannedSubtask], policy: GuardPolicy = Guar
     trivial = [s.id for s in subtasks if len(WORD.findall(s.instruction)) < policy.min_words]
     if trivial:
         findings.append(f"fake parallelism: subtasks {', '.join(trivial)} are trivial; give each real work")
+    shingles = [_shingles(s.instruction) for s in subtasks]
     for i in range(n):
         for j in range(i + 1, n):
-            if similarity(subtasks[i].instruction, subtasks[j].instruction) >= policy.duplicate_similarity:
+            union = shingles[i] | shingles[j]
+            alike = len(shingles[i] & shingles[j]) / len(union) if union else 1.0
+            if alike >= policy.duplicate_similarity:
                 findings.append(
                     f"fake parallelism: subtasks {subtasks[i].id!r} and {subtasks[j].id!r} do the same work; "
                     "merge them or make them different"

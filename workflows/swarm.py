@@ -32,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
         SynthesisRequest,
     )
     from swarmkeep.roles import ROLES
+    from swarmkeep.search_attributes import JOB_STATUS, SUBTASKS_DONE, SUBTASKS_TOTAL
     from swarmkeep.store.models import JobStatus, SubtaskStatus
     from swarmkeep.workflows.budget import budget_exceeded, cost_usd
     from swarmkeep.workflows.callback import DeliverCallbackWorkflow
@@ -85,6 +86,8 @@ class SwarmWorkflow:
         self._plan_findings: list[str] = []
         self._stop_reason: str | None = None
         self._finished = False
+        self._search_attributes = False
+        self._shown: tuple[str, int, int] | None = None
 
     @workflow.query
     def progress(self) -> JobProgress:
@@ -106,6 +109,7 @@ class SwarmWorkflow:
     @workflow.run
     async def run(self, job: JobInput) -> JobOutcome:
         started = workflow.now()
+        self._search_attributes = job.search_attributes
         watchers = [asyncio.create_task(self._watch_deadline(job.limits.deadline_s))] if job.limits.deadline_s else []
         try:
             check = await self._plan(job)
@@ -291,6 +295,8 @@ class SwarmWorkflow:
             for run in (primary, backup):  # the slower run, or both if this subtask is being stopped
                 if not run.done():
                     run.cancel()
+                    # Nobody awaits the loser: take its outcome so it is not reported as never retrieved.
+                    run.add_done_callback(lambda t: t.cancelled() or t.exception())
         assert failure is not None
         raise failure
 
@@ -403,11 +409,17 @@ class SwarmWorkflow:
         error: str | None = None,
     ) -> None:
         self._subtask_status[subtask_id] = status
+        if status == SubtaskStatus.SUCCEEDED and result is not None and result.lane == PRIMARY and not history:
+            # The primary run recorded its own success; its attempts are all retries of that one run.
+            self._counts["retries"] += result.attempt - 1
+            self._show()
+            return
         record = SubtaskRecord(job_id=job.job_id, subtask_id=subtask_id, status=status, error=error, history=history)
         if result is not None:
             record.lane, record.role, record.conclusion = result.lane, result.role, result.conclusion
             record.steps, record.prompt_tokens = result.steps, result.prompt_tokens
             record.completion_tokens = result.completion_tokens
+        self._show()
         attempts: int = await self._store("record_subtask", record, int)
         runs = 1 + sum(1 for h in history if h["event"] in ("reassigned", "regenerated", "hedged"))
         self._counts["retries"] += max(attempts - runs, 0)
@@ -465,12 +477,30 @@ class SwarmWorkflow:
             name, arg, result_type=result_type, start_to_close_timeout=STORE_TIMEOUT, retry_policy=STORE_RETRY
         )
 
+    def _show(self) -> None:
+        """Keep the Temporal UI's columns (status, subtasks total and done) current; each update is a history
+        event, so progress is shown in steps of a twentieth of the plan."""
+        if not self._search_attributes:
+            return
+        total = len(self._subtask_status)
+        done = sum(1 for s in self._subtask_status.values() if s == SubtaskStatus.SUCCEEDED)
+        shown = (self._status, total, done)
+        step = max(1, total // 20)
+        if self._shown is not None and self._shown[:2] == shown[:2] and done - self._shown[2] < step and done < total:
+            return
+        self._shown = shown
+        workflow.upsert_search_attributes(
+            [JOB_STATUS.value_set(self._status), SUBTASKS_TOTAL.value_set(total), SUBTASKS_DONE.value_set(done)]
+        )
+
     async def _set_status(self, job: JobInput, status: str) -> None:
         self._status = status
+        self._show()
         await self._store("set_job_status", JobStatusUpdate(job_id=job.job_id, status=status))
 
     async def _finish(self, job: JobInput, status: str, error: str | None, started: datetime) -> None:
         self._status = status
+        self._show()
         wall = (workflow.now() - started).total_seconds()
         metrics = run_metrics(
             stages=self._stages,

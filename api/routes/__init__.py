@@ -2,10 +2,12 @@
 
 from fastapi import APIRouter
 
-from swarmkeep.api.routes import health, jobs, metrics, waiting
+from swarmkeep.api.routes import artifacts, health, jobs, metrics, timeline, waiting
 
 api_router = APIRouter()
 api_router.include_router(health.router)
 api_router.include_router(metrics.router)
 api_router.include_router(jobs.router)
 api_router.include_router(waiting.router)
+api_router.include_router(timeline.router)
+api_router.include_router(artifacts.router)

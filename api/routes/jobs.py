@@ -8,11 +8,11 @@ import json
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException, Query, Response, status
+from fastapi import APIRouter, Header, HTTPException, Query, Request, Response, status
 from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from temporalio.client import WorkflowHandle
-from temporalio.common import WorkflowIDReusePolicy
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from swarmkeep.api.deps import CurrentKey, SessionDep, SettingsDep, TemporalDep
@@ -20,6 +20,7 @@ from swarmkeep.api.schemas import JobCreate, JobList, JobView, Problem
 from swarmkeep.api.views import decode_cursor, encode_cursor, job_summary, job_view
 from swarmkeep.messages import CallbackPolicy, JobInput
 from swarmkeep.netguard import UnsafeURLError, resolve_safe
+from swarmkeep.search_attributes import JOB_STATUS, TENANT
 from swarmkeep.settings import Settings
 from swarmkeep.store.models import ApiKey, Job, JobStatus
 from swarmkeep.temporal_client import job_limits
@@ -73,8 +74,18 @@ def job_input(job: Job, settings: Settings, callbacks: bool, progress_callbacks:
     )
 
 
-async def start_job_workflow(client: TemporalDep, job: Job, settings: Settings, run: JobInput) -> None:
+async def start_job_workflow(
+    client: TemporalDep, job: Job, settings: Settings, run: JobInput, search_attributes: bool
+) -> None:
     """Start the job's workflow; a workflow already started under this id is the same job, not an error."""
+    run.search_attributes = search_attributes
+    attributes = (
+        TypedSearchAttributes(
+            [SearchAttributePair(TENANT, job.tenant), SearchAttributePair(JOB_STATUS, JobStatus.QUEUED)]
+        )
+        if search_attributes
+        else None
+    )
     with contextlib.suppress(WorkflowAlreadyStartedError):
         await client.start_workflow(
             SwarmWorkflow.run,
@@ -83,6 +94,7 @@ async def start_job_workflow(client: TemporalDep, job: Job, settings: Settings, 
             task_queue=settings.task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             static_summary=job.task[:200],
+            search_attributes=attributes,
         )
 
 
@@ -99,6 +111,7 @@ async def start_job_workflow(client: TemporalDep, job: Job, settings: Settings, 
 )
 async def create_job(
     body: JobCreate,
+    request: Request,
     response: Response,
     session: SessionDep,
     client: TemporalDep,
@@ -151,13 +164,13 @@ async def create_job(
                 "This Idempotency-Key was already used with a different request body; use a new key.",
             ) from None
         if existing.status == JobStatus.QUEUED:  # the first request may have died before starting it
-            await start_job_workflow(client, existing, settings, run)
+            await start_job_workflow(client, existing, settings, run, request.app.state.temporal.search_attributes)
         response.status_code = status.HTTP_200_OK
         response.headers["Idempotent-Replayed"] = "true"
         response.headers["Location"] = f"/v1/jobs/{job_id}"
         return await job_view(session, None, existing, settings)
     try:
-        await start_job_workflow(client, job, settings, run)
+        await start_job_workflow(client, job, settings, run, request.app.state.temporal.search_attributes)
     except Exception as error:
         await session.delete(job)
         await session.commit()

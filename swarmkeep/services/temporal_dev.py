@@ -6,6 +6,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from swarmkeep.search_attributes import dev_server_flags
 from swarmkeep.services.process import ManagedProcess, port_open
 
 
@@ -48,6 +49,7 @@ class TemporalDevServer(ManagedProcess):
             "--log-level", "warn",
         ]  # fmt: skip
         argv += ["--ui-port", str(ui_port)] if ui else ["--headless"]
+        argv += dev_server_flags()
         super().__init__("Temporal dev server", argv, log_file or db_file.with_suffix(".log"))
 
     @property

@@ -74,6 +74,8 @@ class Script:
     synthesis: str = "Final answer built from the sub-agents' conclusions."
     subagent_delay_s: float = 0.0
     filler_chars: int = 0  # pad each sub-agent answer, to grow transcripts without growing conclusions
+    # Tool calls a sub-agent makes, one per step, before it concludes: {subtask id: [(tool name, arguments)]}
+    tool_plan: dict[str, list[tuple[str, dict[str, Any]]]] = field(default_factory=dict)
     faults: list[Fault] = field(default_factory=list)
     on_subagent: Callable[[str, int], None] | None = None  # called with (subtask id, step)
 
@@ -173,6 +175,13 @@ class ScriptedLLM:
                 if self.script.subagent_delay_s:
                     await asyncio.sleep(self.script.subagent_delay_s)
             content = self._answer(kind, subtask, step)
+            planned = self.script.tool_plan.get(subtask or "", []) if kind == "subagent" else []
+            if fault is None and body.get("tools") and step <= len(planned):
+                name, arguments = planned[step - 1]
+                call = {"id": f"functions.{name}:{step - 1}", "type": "function",
+                        "function": {"name": name, "arguments": json.dumps(arguments)}}  # fmt: skip
+                message = {"role": "assistant", "content": "", "tool_calls": [call]}
+                return JSONResponse(self._completion(body, message, "tool_calls"))
             if fault is not None:
                 if fault.delay_s:
                     await asyncio.sleep(fault.delay_s)
