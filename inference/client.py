@@ -134,6 +134,7 @@ class LLMClient:
         response_format: dict[str, Any] | None = None,
         temperature: float | None = None,
         model: str | None = None,
+        tools: list[dict[str, Any]] | None = None,
     ) -> LLMReply:
         """One chat completion (with this client's model unless `model` is given); SDK errors come out as
         Temporal `ApplicationError`s."""
@@ -142,6 +143,9 @@ class LLMClient:
             kwargs["response_format"] = response_format
         if temperature is not None:
             kwargs["temperature"] = temperature
+        if tools:
+            kwargs["tools"] = tools
+            kwargs["tool_choice"] = "auto"
         if (extra := self._extra_body(model)) is not None:
             kwargs["extra_body"] = extra
         try:
@@ -163,6 +167,23 @@ class LLMClient:
             finish_reason=choice.finish_reason,
             tool_calls=checked_tool_calls(message.tool_calls),
         )
+
+    def assistant_message(self, reply: LLMReply) -> dict[str, Any]:
+        """The assistant turn to send back next time: content and tool calls (ids kept as the model gave them,
+        e.g. Kimi's `functions.NAME:IDX`), and the reasoning too when a Kimi model's thinking is preserved."""
+        message: dict[str, Any] = {"role": "assistant", "content": reply.content}
+        if reply.tool_calls:
+            message["tool_calls"] = [
+                {
+                    "id": call["id"],
+                    "type": "function",
+                    "function": {"name": call["name"], "arguments": json.dumps(call["arguments"])},
+                }
+                for call in reply.tool_calls
+            ]
+            if reply.reasoning and self.thinking and is_kimi_model(self.model):
+                message["reasoning_content"] = reply.reasoning
+        return message
 
     async def close(self) -> None:
         await self._client.close()

@@ -17,7 +17,7 @@ class ApiClient:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout, headers=headers)
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _request(self, method: str, path: str, raw: bool = False, **kwargs: Any) -> Any:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as error:
@@ -34,7 +34,7 @@ class ApiClient:
             if response.status_code == 401:
                 hint = " Set SWARMKEEP_API_KEY to a key from `swarmkeep keys create` (or run `swarmkeep up` locally)."
             raise ApiError(f"{method} {path} answered {response.status_code}: {detail}{hint}")
-        return response.json()
+        return response.content if raw else response.json()
 
     def reachable(self) -> bool:
         try:
@@ -58,6 +58,9 @@ class ApiClient:
         if cursor:
             params["cursor"] = cursor
         return self._request("GET", "/v1/jobs", params=params)  # type: ignore[no-any-return]
+
+    def timeline_svg(self, job_id: str) -> bytes:
+        return self._request("GET", f"/v1/jobs/{job_id}/timeline.svg", raw=True)  # type: ignore[no-any-return]
 
     def cancel_job(self, job_id: str) -> dict[str, Any]:
         return self._request("POST", f"/v1/jobs/{job_id}/cancel")  # type: ignore[no-any-return]

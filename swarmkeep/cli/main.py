@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import threading
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -182,10 +183,19 @@ def jobs_list(
 
 
 @jobs_app.command("show")
-def jobs_show(job_id: str) -> None:
+def jobs_show(
+    job_id: str,
+    timeline: Annotated[
+        Path | None, typer.Option(help="Also save the job's timeline (a Gantt chart) as SVG here.")
+    ] = None,
+) -> None:
     """Show a job: status, sub-agents, synthesis and metrics."""
     try:
-        print_job(_api().get_job(job_id), console)
+        api = _api()
+        print_job(api.get_job(job_id), console)
+        if timeline is not None:
+            timeline.write_bytes(api.timeline_svg(job_id))
+            console.print(f"Timeline saved to {timeline}")
     except ApiError as error:
         _fail(str(error))
 
