@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy import select, update
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from swarmkeep.messages import JobStatusUpdate, RecordPlanRequest, SubtaskRecord
+from swarmkeep.messages import JobStatusUpdate, RecordPlanRequest, SubtaskRecord, WaitingForHuman
 from swarmkeep.store.engine import session_scope
 from swarmkeep.store.models import Job, JobStatus, Subtask, SubtaskStatus, utcnow
 
@@ -38,7 +40,7 @@ class JobStoreActivities:
                     update(Subtask)
                     .where(
                         Subtask.job_id == update_.job_id,
-                        Subtask.status.in_([SubtaskStatus.PENDING, SubtaskStatus.RUNNING]),
+                        Subtask.status.in_([SubtaskStatus.PENDING, SubtaskStatus.RUNNING, SubtaskStatus.WAITING]),
                     )
                     .values(status=closing, finished_at=utcnow(), error=update_.error)
                 )
@@ -81,6 +83,8 @@ class JobStoreActivities:
                 return 0
             subtask.status = record.status
             subtask.lane = record.lane
+            subtask.worker = record.worker or subtask.worker
+            subtask.deadline = None
             subtask.role = record.role or subtask.role
             subtask.conclusion = record.conclusion
             subtask.error = record.error
@@ -91,3 +95,15 @@ class JobStoreActivities:
                 subtask.completion_tokens = record.completion_tokens
             subtask.finished_at = utcnow()
             return subtask.attempts
+
+    @activity.defn(name="wait_for_human")
+    async def wait_for_human(self, waiting: WaitingForHuman) -> None:
+        """Show a human subtask as waiting for its person (listed by GET /v1/tasks) until its deadline."""
+        async with session_scope(self.database_url) as session:
+            subtask = await session.scalar(
+                select(Subtask).where(Subtask.job_id == waiting.job_id, Subtask.subtask_id == waiting.subtask_id)
+            )
+            if subtask is not None:
+                subtask.status = SubtaskStatus.WAITING
+                subtask.started_at = subtask.started_at or utcnow()
+                subtask.deadline = utcnow() + timedelta(seconds=waiting.deadline_s)

@@ -19,6 +19,7 @@ from swarmkeep.messages import (
     SynthesisOutcome,
     SynthesisRequest,
 )
+from swarmkeep.roles import HUMAN, plan_roles
 from swarmkeep.store.engine import session_scope
 from swarmkeep.store.models import Job, Subtask
 from swarmkeep.workflows.plan_guards import PlannedSubtask, plan_findings
@@ -76,19 +77,26 @@ class PlannerActivities:
     async def plan_job(self, request: PlanRequest) -> PlanOutcome:
         """One orchestrator call with a JSON-schema response format; stores the plan, returns its shape."""
         job = await self._job(request.job_id)
+        roles = plan_roles(request.allow_humans)
         reply = await self.llm.chat(
-            plan_messages(job.task, request.min_subtasks, request.max_subtasks, request.feedback),
+            plan_messages(job.task, request.min_subtasks, request.max_subtasks, request.feedback, roles),
             max_tokens=min(max(self.max_tokens, 300 * request.max_subtasks), 32_000),
             response_format={
                 "type": "json_schema",
                 "json_schema": {
                     "name": "plan",
-                    "schema": plan_schema(request.min_subtasks, request.max_subtasks),
+                    "schema": plan_schema(request.min_subtasks, request.max_subtasks, roles),
                 },
             },
             temperature=0.2 if request.attempt > 1 else 0.0,
         )
         subtasks, problem = parse_plan(reply.content)
+        # Subtasks the caller gave to people join whatever the orchestrator planned.
+        for human in (job.options or {}).get("human_subtasks", []):
+            if problem is None and all(s["id"] != human["id"] for s in subtasks):
+                subtasks.append(
+                    {"id": human["id"], "role": HUMAN, "instruction": human["instruction"], "depends_on": []}
+                )
         findings: list[str] = []
         if problem is None:
             findings = plan_findings(

@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 
 from swarmkeep.messages import DependencyConclusion
-from swarmkeep.roles import ROLE_DESCRIPTIONS, ROLES
+from swarmkeep.roles import HUMAN, HUMAN_DESCRIPTION, ROLE_DESCRIPTIONS, ROLES
 
 CONCLUSION_MARK = "CONCLUSION:"
 
@@ -70,7 +70,7 @@ def regenerate_messages(task: str, instruction: str, error: str) -> list[dict[st
     ]
 
 
-def plan_schema(min_subtasks: int, max_subtasks: int) -> dict[str, object]:
+def plan_schema(min_subtasks: int, max_subtasks: int, roles: Sequence[str] = ROLES) -> dict[str, object]:
     """The JSON schema a plan must follow; servers with structured output enforce it while decoding."""
     return {
         "type": "object",
@@ -83,7 +83,7 @@ def plan_schema(min_subtasks: int, max_subtasks: int) -> dict[str, object]:
                     "type": "object",
                     "properties": {
                         "id": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,32}$"},
-                        "role": {"type": "string", "enum": list(ROLES)},
+                        "role": {"type": "string", "enum": list(roles)},
                         "instruction": {"type": "string", "minLength": 1, "maxLength": 1500},
                         "depends_on": {"type": "array", "items": {"type": "string"}, "maxItems": 16},
                     },
@@ -97,8 +97,11 @@ def plan_schema(min_subtasks: int, max_subtasks: int) -> dict[str, object]:
     }
 
 
-def plan_messages(task: str, min_subtasks: int, max_subtasks: int, feedback: str | None) -> list[dict[str, str]]:
-    roles = "; ".join(f"{name} ({desc})" for name, desc in ROLE_DESCRIPTIONS.items())
+def plan_messages(
+    task: str, min_subtasks: int, max_subtasks: int, feedback: str | None, allowed: Sequence[str] = ROLES
+) -> list[dict[str, str]]:
+    described = {**ROLE_DESCRIPTIONS, HUMAN: HUMAN_DESCRIPTION}
+    roles = "; ".join(f"{name} ({described[name]})" for name in allowed)
     system = ORCHESTRATOR_PLAN.format(
         roles=roles, low=min_subtasks, high=max_subtasks, example=json.dumps(PLAN_EXAMPLE)
     )

@@ -66,6 +66,7 @@ class SubagentActivities:
         self.llm = llm
         self.max_tokens = settings.llm_max_tokens
         self.artifacts = artifacts or ArtifactStore(settings.effective_artifacts_dir, self.database_url)
+        self.worker = settings.effective_worker_name
 
     async def _load(self, request: SubagentInput) -> tuple[str, Subtask, list[NotebookEntry]]:
         """The job's task, the subtask row (now marked running) and this lane's notebook so far."""
@@ -133,6 +134,7 @@ class SubagentActivities:
                     steps=steps,
                     prompt_tokens=prompt_tokens,
                     completion_tokens=completion_tokens,
+                    worker=self.worker,
                     finished_at=utcnow(),
                 )
             )
@@ -223,4 +225,5 @@ class SubagentActivities:
             lane=request.lane,
             role=role,
             transcript_chars=sum(len(str(m.get("content") or "")) for m in messages),
+            worker=self.worker,
         )

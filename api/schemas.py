@@ -8,6 +8,13 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 
+class HumanSubtaskIn(BaseModel):
+    """A subtask the caller gives to a person."""
+
+    id: str = Field(..., pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    instruction: str = Field(..., min_length=1, max_length=2000)
+
+
 class JobCreate(BaseModel):
     """A task for the swarm."""
 
@@ -26,6 +33,10 @@ class JobCreate(BaseModel):
     max_tokens: int | None = Field(None, ge=1, description="Token budget; the job ends partial when it is reached.")
     max_cost_usd: float | None = Field(None, gt=0, description="Cost budget in USD (prices from settings).")
     deadline_s: float | None = Field(None, gt=0, description="Seconds the job may run before it ends partial.")
+    allow_humans: bool = Field(False, description="Let the plan give subtasks to a person (see GET /v1/tasks).")
+    human_subtasks: list[HumanSubtaskIn] = Field(
+        default_factory=list, max_length=50, description="Subtasks the caller gives to people, besides the plan."
+    )
 
 
 class Progress(BaseModel):
@@ -51,6 +62,7 @@ class SubtaskView(BaseModel):
     tokens: int
     conclusion: str | None = None
     error: str | None = None
+    worker: str | None = Field(None, description="The worker (or person) whose run produced the conclusion.")
     lane: str | None = Field(
         None, description="Which run produced the conclusion: primary, hedge, reassigned, regenerated."
     )
@@ -135,3 +147,24 @@ class CallbackDeliveryView(BaseModel):
 
 class CallbackDeliveryList(BaseModel):
     items: list[CallbackDeliveryView]
+
+
+class HumanTask(BaseModel):
+    """A subtask waiting for a person: what to do, what it builds on, and where to hand in the answer."""
+
+    job_id: str
+    subtask_id: str
+    task: str
+    instruction: str
+    depends_on: list[str]
+    deadline: datetime | None
+    links: dict[str, str]
+
+
+class HumanTaskList(BaseModel):
+    items: list[HumanTask]
+
+
+class HumanConclusion(BaseModel):
+    conclusion: str = Field(..., min_length=1, max_length=20_000)
+    completed_by: str = Field("", max_length=200, description="Who answered (shown in the job's record).")

@@ -52,6 +52,7 @@ def subtask_view(row: Subtask) -> SubtaskView:
         conclusion=row.conclusion,
         error=row.error,
         lane=row.lane,
+        worker=row.worker,
         history=list(row.history or []),
     )
 

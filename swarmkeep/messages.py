@@ -32,6 +32,12 @@ class JobLimits:
     deadline_s: float | None = None
     price_in_per_mtok: float = 0.0
     price_out_per_mtok: float = 0.0
+    # Worker pools and people: per-role models, how long a sub-agent may wait for a worker of its role, and
+    # whether the plan may give subtasks to a person (who has `human_deadline_s` before an agent takes over).
+    role_models: dict[str, str] = field(default_factory=dict)
+    schedule_to_start_s: float = 300.0
+    allow_humans: bool = False
+    human_deadline_s: float = 86_400.0
 
 
 @dataclass
@@ -74,6 +80,7 @@ class PlanRequest:
     max_subtasks: int
     attempt: int = 1
     feedback: str | None = None
+    allow_humans: bool = False
 
 
 @dataclass
@@ -142,6 +149,7 @@ class SubagentResult:
     lane: str = "primary"
     role: str = ""
     transcript_chars: int = 0  # how much the sub-agent read and wrote; the orchestrator sees only the conclusion
+    worker: str = ""  # which worker ran it
 
 
 @dataclass
@@ -159,6 +167,25 @@ class SubtaskRecord:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     history: list[dict[str, str]] = field(default_factory=list)
+    worker: str | None = None
+
+
+@dataclass
+class HumanAnswer:
+    """A person's conclusion for a human subtask, handed in through the `complete_subtask` update."""
+
+    subtask_id: str
+    conclusion: str
+    completed_by: str = ""
+
+
+@dataclass
+class WaitingForHuman:
+    """Mark a human subtask as waiting for its person, until `deadline_s` from now."""
+
+    job_id: str
+    subtask_id: str
+    deadline_s: float
 
 
 @dataclass

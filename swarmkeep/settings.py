@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,24 @@ class Settings(BaseSettings):
         "",
         description="Base URL of the Temporal web UI for job links; empty means the local dev server's UI.",
     )
-    task_queue: str = Field("swarmkeep", description="Temporal task queue the worker polls.")
+    task_queue: str = Field(
+        "swarmkeep", description="Temporal task queue of workflows; sub-agents of role R run on `<task_queue>.R`."
+    )
+    worker_roles: list[str] = Field(
+        default_factory=list,
+        description='Roles this worker runs sub-agents for (JSON list, e.g. ["coder"]); empty means every role.',
+    )
+    worker_orchestrator: bool = Field(True, description="This worker also runs workflows and orchestrator calls.")
+    worker_name: str = Field("", description="How this worker is named in subtask records; empty means host-pid.")
+    role_models: dict[str, str] = Field(
+        default_factory=dict, description='Model per role (JSON, e.g. {"coder": "kimi-k2.6"}); others use the default.'
+    )
+    schedule_to_start_s: float = Field(
+        300.0, gt=0, description="A sub-agent no worker picks up in this time is reassigned to another role."
+    )
+    human_deadline_s: float = Field(
+        86_400.0, gt=0, description="How long a human subtask waits for its person before an agent takes it."
+    )
 
     llm_base_url: str = Field(
         "",
@@ -179,6 +197,10 @@ class Settings(BaseSettings):
     @property
     def effective_model_dir(self) -> Path:
         return self.model_dir or self.data_dir / "models"
+
+    @property
+    def effective_worker_name(self) -> str:
+        return self.worker_name or f"{socket.gethostname()}-{os.getpid()}"
 
     @property
     def tools_enabled(self) -> bool:

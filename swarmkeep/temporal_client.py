@@ -21,6 +21,7 @@ def job_limits(
     max_tokens: int | None = None,
     max_cost_usd: float | None = None,
     deadline_s: float | None = None,
+    allow_humans: bool = False,
 ) -> JobLimits:
     """The limits a job runs under: the settings', narrowed by what the caller asked for."""
     price_in, price_out = settings.llm_prices.get(settings.effective_llm_model, (0.0, 0.0))
@@ -45,6 +46,10 @@ def job_limits(
         deadline_s=_lowest(deadline_s, settings.job_deadline_s),
         price_in_per_mtok=price_in,
         price_out_per_mtok=price_out,
+        role_models=dict(settings.role_models),
+        schedule_to_start_s=settings.schedule_to_start_s,
+        allow_humans=allow_humans,
+        human_deadline_s=settings.human_deadline_s,
     )
 
 

@@ -1,9 +1,16 @@
-"""The worker: polls the task queue and runs `SwarmWorkflow` and every activity."""
+"""Workers: the orchestrator side (workflows, planning, job store, callbacks) and sub-agent pools by role.
+
+A worker declares its capabilities with SWARMKEEP_WORKER_ROLES and SWARMKEEP_WORKER_ORCHESTRATOR; it polls the
+workflow task queue if it orchestrates, and `<task_queue>.<role>` for each role it serves, so workers on other
+machines, with other models and toolkits, join the same swarm.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from types import TracebackType
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -13,6 +20,7 @@ from swarmkeep.activities.jobstore import JobStoreActivities
 from swarmkeep.activities.planner import PlannerActivities
 from swarmkeep.activities.subagent import SubagentActivities
 from swarmkeep.inference.client import LLMClient
+from swarmkeep.roles import ROLES, queue_for
 from swarmkeep.search_attributes import register as register_search_attributes
 from swarmkeep.settings import HARD_MAX_PARALLEL, Settings
 from swarmkeep.store.migrate import require_migrated
@@ -23,43 +31,87 @@ from swarmkeep.workflows.swarm import SwarmWorkflow
 log = logging.getLogger(__name__)
 
 
-def build_worker(client: Client, settings: Settings, llm: LLMClient | None = None) -> Worker:
-    """A worker with the swarm workflow and activities wired to the settings' job store and LLM."""
+class SwarmWorkers:
+    """The Temporal workers one process runs, started and stopped together."""
+
+    def __init__(self, workers: list[Worker], roles: list[str], orchestrator: bool):
+        self.workers = workers
+        self.roles = roles
+        self.orchestrator = orchestrator
+
+    async def __aenter__(self) -> SwarmWorkers:
+        for worker in self.workers:
+            await worker.__aenter__()
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        await asyncio.gather(*(worker.__aexit__(kind, error, trace) for worker in self.workers))
+
+    async def run(self) -> None:
+        await asyncio.gather(*(worker.run() for worker in self.workers))
+
+
+def build_worker(client: Client, settings: Settings, llm: LLMClient | None = None) -> SwarmWorkers:
+    """The workers for this process's capabilities, wired to the settings' job store and LLM."""
     llm = llm or LLMClient.from_settings(settings)
     url = settings.effective_database_url
-    store = JobStoreActivities(url)
-    planner = PlannerActivities(url, llm, settings.llm_max_tokens)
+    roles = [role for role in ROLES if not settings.worker_roles or role in settings.worker_roles]
+    workers: list[Worker] = []
+    if settings.worker_orchestrator:
+        store = JobStoreActivities(url)
+        planner = PlannerActivities(url, llm, settings.llm_max_tokens)
+        callbacks = CallbackActivities(settings)
+        workers.append(
+            Worker(
+                client,
+                task_queue=settings.task_queue,
+                workflows=[SwarmWorkflow, DeliverCallbackWorkflow],
+                activities=[
+                    store.set_job_status,
+                    store.record_plan,
+                    store.record_subtask,
+                    store.wait_for_human,
+                    planner.plan_job,
+                    planner.synthesize,
+                    planner.regenerate_subtask,
+                    callbacks.deliver_callback,
+                ],
+                max_concurrent_activities=100,
+                max_concurrent_workflow_tasks=50,
+            )
+        )
     subagents = SubagentActivities(settings, llm)
-    callbacks = CallbackActivities(settings)
-    return Worker(
-        client,
-        task_queue=settings.task_queue,
-        workflows=[SwarmWorkflow, DeliverCallbackWorkflow],
-        activities=[
-            store.set_job_status,
-            store.record_plan,
-            store.record_subtask,
-            planner.plan_job,
-            planner.synthesize,
-            planner.regenerate_subtask,
-            subagents.run_subagent,
-            callbacks.deliver_callback,
-        ],
-        # Enough slots for every sub-agent of a full-width job plus the bookkeeping around them.
-        max_concurrent_activities=HARD_MAX_PARALLEL + 50,
-        max_concurrent_workflow_tasks=50,
-    )
+    for role in roles:
+        workers.append(
+            Worker(
+                client,
+                task_queue=queue_for(settings.task_queue, role),
+                activities=[subagents.run_subagent],
+                # Enough slots for every sub-agent of a full-width job.
+                max_concurrent_activities=HARD_MAX_PARALLEL,
+            )
+        )
+    return SwarmWorkers(workers, roles, settings.worker_orchestrator)
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    """Check the job store, connect, and run the worker until `stop` is set (or forever)."""
+    """Check the job store, connect, and run the workers until `stop` is set (or forever)."""
     await require_migrated(settings.effective_database_url)
     client = await connect(settings)
     await register_search_attributes(client, settings.temporal_namespace)
-    worker = build_worker(client, settings)
-    log.info("worker polling task queue %r at %s", settings.task_queue, settings.effective_temporal_address)
+    workers = build_worker(client, settings)
+    log.info(
+        "worker %s: %sroles %s, at %s",
+        settings.effective_worker_name,
+        "orchestrator and " if workers.orchestrator else "",
+        ", ".join(workers.roles) or "none",
+        settings.effective_temporal_address,
+    )
     if stop is None:
-        await worker.run()
+        await workers.run()
         return
-    async with worker:
-        await stop.wait()
+    async with workers:
+        with contextlib.suppress(asyncio.CancelledError):
+            await stop.wait()

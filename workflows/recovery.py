@@ -10,6 +10,7 @@ ALTERNATE_ROLE = {
     "coder": "analyst",
     "writer": "researcher",
     "slides": "writer",
+    "human": "researcher",  # a person's subtask whose deadline passed
 }
 
 PRIMARY, HEDGE, REASSIGNED, REGENERATED = "primary", "hedge", "reassigned", "regenerated"

@@ -16,6 +16,7 @@ with workflow.unsafe.imports_passed_through():
     from swarmkeep.messages import (
         CallbackInput,
         DependencyConclusion,
+        HumanAnswer,
         JobInput,
         JobOutcome,
         JobProgress,
@@ -30,8 +31,9 @@ with workflow.unsafe.imports_passed_through():
         SubtaskRecord,
         SynthesisOutcome,
         SynthesisRequest,
+        WaitingForHuman,
     )
-    from swarmkeep.roles import ROLES
+    from swarmkeep.roles import HUMAN, plan_roles, queue_for
     from swarmkeep.search_attributes import JOB_STATUS, SUBTASKS_DONE, SUBTASKS_TOTAL
     from swarmkeep.store.models import JobStatus, SubtaskStatus
     from swarmkeep.workflows.budget import budget_exceeded, cost_usd
@@ -88,6 +90,7 @@ class SwarmWorkflow:
         self._finished = False
         self._search_attributes = False
         self._shown: tuple[str, int, int] | None = None
+        self._human_answers: dict[str, HumanAnswer] = {}
 
     @workflow.query
     def progress(self) -> JobProgress:
@@ -105,6 +108,28 @@ class SwarmWorkflow:
             retries=self._counts["retries"],
             steps=self._orchestrator_steps + sum(r.steps for r in self._results.values()),
         )
+
+    @workflow.update
+    async def complete_subtask(self, answer: HumanAnswer) -> str:
+        """A person hands in the conclusion of a human subtask that is waiting for them."""
+        self._human_answers[answer.subtask_id] = answer
+        return "accepted"
+
+    @complete_subtask.validator
+    def _check_answer(self, answer: HumanAnswer) -> None:
+        if self._roles.get(answer.subtask_id) is None:
+            raise ValueError(f"this job has no subtask {answer.subtask_id!r}")
+        if self._roles[answer.subtask_id] != HUMAN:
+            raise ValueError(
+                f"subtask {answer.subtask_id!r} is an agent's ({self._roles[answer.subtask_id]}), not a person's"
+            )
+        if self._subtask_status.get(answer.subtask_id) != SubtaskStatus.WAITING:
+            raise ValueError(
+                f"subtask {answer.subtask_id!r} is not waiting for a person (it is "
+                f"{self._subtask_status.get(answer.subtask_id)}; an agent may have taken it after its deadline)"
+            )
+        if not answer.conclusion.strip():
+            raise ValueError("the conclusion is empty")
 
     @workflow.run
     async def run(self, job: JobInput) -> JobOutcome:
@@ -158,6 +183,7 @@ class SwarmWorkflow:
                     max_subtasks=job.limits.max_subtasks,
                     attempt=attempt,
                     feedback=feedback,
+                    allow_humans=job.limits.allow_humans,
                 ),
                 result_type=PlanOutcome,
                 start_to_close_timeout=timedelta(seconds=job.limits.llm_timeout_s * 2),
@@ -168,7 +194,8 @@ class SwarmWorkflow:
             if outcome.problem:
                 check = PlanCheck(problems=[outcome.problem], stages=[])
             else:
-                check = check_plan(outcome.subtasks, ROLES, job.limits.min_subtasks, job.limits.max_subtasks)
+                roles = plan_roles(job.limits.allow_humans)
+                check = check_plan(outcome.subtasks, roles, job.limits.min_subtasks, job.limits.max_subtasks)
             if check.ok:
                 accepted = (attempt, outcome, check)
                 if not outcome.findings or attempt == 2:
@@ -235,7 +262,15 @@ class SwarmWorkflow:
         role = self._roles.get(subtask_id, "researcher")
         model: str | None = None
         error = "not run"
-        for lane in recovery_ladder(job.limits.reassign, job.limits.regenerate):
+        if role == HUMAN:
+            answer = await self._wait_for_human(job, subtask_id)
+            if answer is not None:
+                await self._record(job, subtask_id, SubtaskStatus.SUCCEEDED, history, human=answer)
+                return
+            error = f"no one answered within {job.limits.human_deadline_s:g}s"
+            history.append({"event": "deadline", "error": error})
+        ladder = recovery_ladder(job.limits.reassign or role == HUMAN, job.limits.regenerate)
+        for lane in ladder[1:] if role == HUMAN else ladder:
             if lane == REASSIGNED:
                 role, model = alternate_role(role), job.limits.fallback_model or None
                 self._counts["reassignments"] += 1
@@ -258,6 +293,19 @@ class SwarmWorkflow:
             return
         self._errors[subtask_id] = error
         await self._record(job, subtask_id, SubtaskStatus.FAILED, history, error=error)
+
+    async def _wait_for_human(self, job: JobInput, subtask_id: str) -> HumanAnswer | None:
+        """Wait for a person's answer until the deadline; None when it passed."""
+        self._subtask_status[subtask_id] = SubtaskStatus.WAITING
+        await self._store("wait_for_human", WaitingForHuman(job.job_id, subtask_id, job.limits.human_deadline_s))
+        try:
+            await workflow.wait_condition(
+                lambda: subtask_id in self._human_answers, timeout=job.limits.human_deadline_s
+            )
+        except TimeoutError:
+            self._subtask_status[subtask_id] = SubtaskStatus.RUNNING
+            return None
+        return self._human_answers[subtask_id]
 
     async def _run_lane(
         self, job: JobInput, subtask_id: str, lane: str, role: str, model: str | None, history: list[dict[str, str]]
@@ -311,7 +359,7 @@ class SwarmWorkflow:
                 dependencies=self._dependency_conclusions(subtask_id),
                 lane=lane,
                 role=role if role != self._roles.get(subtask_id) else None,
-                model=model,
+                model=model or job.limits.role_models.get(role),
             ),
             result_type=SubagentResult,
             start_to_close_timeout=timedelta(seconds=job.limits.subagent_timeout_s),
@@ -323,6 +371,9 @@ class SwarmWorkflow:
                 non_retryable_error_types=["SubtaskNotFound"],
             ),
             summary=f"{role}: {subtask_id}" + ("" if lane == PRIMARY else f" ({lane})"),
+            task_queue=queue_for(workflow.info().task_queue, role),
+            # No worker serves this role (or all are gone): give up waiting, so the subtask is reassigned.
+            schedule_to_start_timeout=timedelta(seconds=job.limits.schedule_to_start_s),
         )
         return result
 
@@ -407,6 +458,7 @@ class SwarmWorkflow:
         history: list[dict[str, str]],
         result: SubagentResult | None = None,
         error: str | None = None,
+        human: HumanAnswer | None = None,
     ) -> None:
         self._subtask_status[subtask_id] = status
         if status == SubtaskStatus.SUCCEEDED and result is not None and result.lane == PRIMARY and not history:
@@ -415,7 +467,12 @@ class SwarmWorkflow:
             self._show()
             return
         record = SubtaskRecord(job_id=job.job_id, subtask_id=subtask_id, status=status, error=error, history=history)
+        if human is not None:
+            record.lane, record.role, record.conclusion = HUMAN, HUMAN, human.conclusion
+            record.worker = f"person: {human.completed_by or 'unnamed'}"
+            self._results[subtask_id] = SubagentResult(subtask_id=subtask_id, conclusion=human.conclusion, steps=0)
         if result is not None:
+            record.worker = result.worker
             record.lane, record.role, record.conclusion = result.lane, result.role, result.conclusion
             record.steps, record.prompt_tokens = result.steps, result.prompt_tokens
             record.completion_tokens = result.completion_tokens

@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from swarmkeep.api.routes import artifacts, health, jobs, metrics, timeline, waiting
+from swarmkeep.api.routes import artifacts, health, jobs, metrics, tasks, timeline, waiting
 
 api_router = APIRouter()
 api_router.include_router(health.router)
@@ -11,3 +11,4 @@ api_router.include_router(jobs.router)
 api_router.include_router(waiting.router)
 api_router.include_router(timeline.router)
 api_router.include_router(artifacts.router)
+api_router.include_router(tasks.router)

@@ -60,6 +60,7 @@ def job_input(job: Job, settings: Settings, callbacks: bool, progress_callbacks:
         options.get("max_tokens"),
         options.get("max_cost_usd"),
         options.get("deadline_s"),
+        bool(options.get("allow_humans") or options.get("human_subtasks")),
     )
     return JobInput(
         job_id=job.id,
@@ -146,6 +147,8 @@ async def create_job(
             "max_tokens": body.max_tokens,
             "max_cost_usd": body.max_cost_usd,
             "deadline_s": body.deadline_s,
+            "allow_humans": body.allow_humans,
+            "human_subtasks": [h.model_dump() for h in body.human_subtasks],
         },
     )
     run = job_input(job, settings, bool(callback_url), body.progress_callbacks)

@@ -3,10 +3,12 @@
 import type {
 	IDataObject,
 	IExecuteFunctions,
+	IExecuteSingleFunctions,
 	IHttpRequestOptions,
 	INodeExecutionData,
 	IWebhookFunctions,
 } from 'n8n-workflow';
+import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 
 // The built nodes require n8n-workflow's CommonJS build; the tests must compare against the same
@@ -36,10 +38,23 @@ export interface Call {
 	request: IHttpRequestOptions;
 }
 
-/** A canned answer: a status and a body, or a function of the request. */
-export type Answer =
-	| { status: number; body: unknown }
-	| ((request: IHttpRequestOptions) => { status: number; body: unknown });
+/** What the fake server answers: a status, a body and optionally headers. */
+export interface Reply {
+	status: number;
+	body: unknown;
+	headers?: Record<string, string>;
+}
+
+/** A canned answer: a reply, or a function of the request. */
+export type Answer = Reply | ((request: IHttpRequestOptions) => Reply);
+
+/** One binary property as the fake prepareBinaryData makes it (like n8n's, data base64). */
+export interface FakeBinary {
+	data: string;
+	fileName?: string;
+	mimeType?: string;
+	fileSize: string;
+}
 
 /** A job as the API returns it, with the given fields overridden. */
 export function job(overrides: IDataObject = {}): IDataObject {
@@ -93,17 +108,60 @@ export function executeContext(options: ExecuteOptions) {
 		putExecutionToWait: async (waitTill: Date) => {
 			waits.push(waitTill);
 		},
-		helpers: {
-			async httpRequestWithAuthentication(credentialType: string, request: IHttpRequestOptions) {
-				calls.push({ credentialType, request });
-				const answer = answers.shift();
-				if (!answer) throw new Error(`no answer left for ${request.method} ${request.url}`);
-				const { status, body } = typeof answer === 'function' ? answer(request) : answer;
-				return { statusCode: status, headers: {}, body };
-			},
-		},
+		helpers: fakeHelpers(calls, answers),
 	};
 	return { context: context as unknown as IExecuteFunctions, calls, waits };
+}
+
+/** httpRequestWithAuthentication over canned answers (recording each call) and prepareBinaryData. */
+export function fakeHelpers(calls: Call[], answers: Answer[]) {
+	return {
+		async httpRequestWithAuthentication(credentialType: string, request: IHttpRequestOptions) {
+			calls.push({ credentialType, request });
+			const answer = answers.shift();
+			if (!answer) throw new Error(`no answer left for ${request.method} ${request.url}`);
+			const { status, body, headers } = typeof answer === 'function' ? answer(request) : answer;
+			return { statusCode: status, headers: headers ?? {}, body };
+		},
+		async prepareBinaryData(
+			data: Buffer,
+			fileName?: string,
+			mimeType?: string,
+		): Promise<FakeBinary> {
+			assert.ok(Buffer.isBuffer(data), 'prepareBinaryData gets a Buffer');
+			return {
+				data: data.toString('base64'),
+				fileName,
+				mimeType,
+				fileSize: `${data.length} B`,
+			};
+		},
+	};
+}
+
+/** An IExecuteSingleFunctions (a declarative request's postReceive hook) for item `itemIndex`. */
+export function executeSingleContext(options: {
+	parameters: Record<string, unknown>;
+	answers?: Answer[];
+	itemIndex?: number;
+}) {
+	const calls: Call[] = [];
+	const answers = [...(options.answers ?? [])];
+	const context = {
+		getNode: () => NODE,
+		getItemIndex: () => options.itemIndex ?? 0,
+		getNodeParameter(name: string, fallback?: unknown) {
+			let value: unknown = options.parameters;
+			for (const part of name.split('.')) {
+				if (!value || typeof value !== 'object' || !(part in value)) return fallback;
+				value = (value as Record<string, unknown>)[part];
+			}
+			return value;
+		},
+		getCredentials: async () => ({ ...CREDENTIALS }),
+		helpers: fakeHelpers(calls, answers),
+	};
+	return { context: context as unknown as IExecuteSingleFunctions, calls };
 }
 
 interface WebhookOptions {

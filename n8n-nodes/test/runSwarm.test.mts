@@ -52,6 +52,64 @@ describe('Run Swarm', () => {
 		);
 	});
 
+	it('sends Human Subtasks and Allow Humans In Plan', async () => {
+		const { context, calls } = executeContext({
+			parameters: {
+				...base,
+				options: {
+					allowHumans: true,
+					humanSubtasks: {
+						subtask: [
+							{ id: ' legal_review ', instruction: 'Check the liability caps' },
+							{ id: 'sign_off', instruction: 'Approve the final brief' },
+						],
+					},
+				},
+			},
+			answers: [{ status: 202, body: job() }],
+		});
+		await runSwarm.call(context);
+		assert.deepEqual(calls[0].request.body, {
+			task: 'write a haiku',
+			human_subtasks: [
+				{ id: 'legal_review', instruction: 'Check the liability caps' },
+				{ id: 'sign_off', instruction: 'Approve the final brief' },
+			],
+			allow_humans: true,
+		});
+	});
+
+	it('leaves out allow_humans when off and human_subtasks when empty', async () => {
+		const { context, calls } = executeContext({
+			parameters: { ...base, options: { allowHumans: false, humanSubtasks: {} } },
+			answers: [{ status: 202, body: job() }],
+		});
+		await runSwarm.call(context);
+		assert.deepEqual(calls[0].request.body, { task: 'write a haiku' });
+	});
+
+	it('refuses a Human Subtask without an ID or instruction', async () => {
+		const { context, calls } = executeContext({
+			parameters: {
+				...base,
+				options: {
+					humanSubtasks: {
+						subtask: [
+							{ id: 'a', instruction: 'do it' },
+							{ id: 'b', instruction: ' ' },
+						],
+					},
+				},
+			},
+		});
+		await assert.rejects(runSwarm.call(context), (error: Error) => {
+			assert.ok(error instanceof NodeOperationError);
+			assert.match(error.message, /Human Subtask 2 needs both an ID and an instruction/);
+			return true;
+		});
+		assert.equal(calls.length, 0);
+	});
+
 	it('rejects metadata that is not a JSON object', async () => {
 		const { context } = executeContext({
 			parameters: { ...base, options: { metadata: '[1, 2]' } },

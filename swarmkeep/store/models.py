@@ -39,6 +39,7 @@ class SubtaskStatus:
 
     PENDING = "pending"
     RUNNING = "running"
+    WAITING = "waiting"  # a human subtask, until its person answers or its deadline passes
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELED = "canceled"
@@ -90,6 +91,8 @@ class Subtask(Base):
     depends_on: Mapped[list[Any]] = mapped_column(JSON, default=list)
     status: Mapped[str] = mapped_column(String(16), default=SubtaskStatus.PENDING)
     lane: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    worker: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    deadline: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     # Recovery and hedging events, in order: [{"event": "reassigned", "role": ..., "error": ...}, ...]
     history: Mapped[list[Any]] = mapped_column(JSON, default=list, server_default="[]")
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -1,6 +1,7 @@
 import type { INodeProperties } from 'n8n-workflow';
 
 import { checkApiResponse } from '../shared/transport';
+import { attachArtifacts } from './artifacts';
 
 const showFor = (operation: string[]) => ({ show: { resource: ['job'], operation } });
 
@@ -36,7 +37,7 @@ export const jobOperations: INodeProperties[] = [
 						method: 'GET',
 						url: '=/v1/jobs/{{encodeURIComponent($parameter.jobId)}}',
 					},
-					output: { postReceive: [checkApiResponse] },
+					output: { postReceive: [checkApiResponse, attachArtifacts] },
 				},
 			},
 			{
@@ -115,6 +116,14 @@ export const jobFields: INodeProperties[] = [
 		displayOptions: showFor(['runSwarm']),
 		options: [
 			{
+				displayName: 'Allow Humans In Plan',
+				name: 'allowHumans',
+				type: 'boolean',
+				default: false,
+				description:
+					'Whether the orchestrator may assign subtasks of its plan to a person; they wait until completed with Human Task > Complete',
+			},
+			{
 				displayName: 'Callback URL',
 				name: 'callbackUrl',
 				type: 'string',
@@ -122,6 +131,48 @@ export const jobFields: INodeProperties[] = [
 				placeholder: 'e.g. https://n8n.example.com/webhook/…/swarmkeep',
 				description:
 					'Where the server posts the signed completion event (for example a Swarmkeep Trigger). Ignored with Resume on Callback, which uses this execution’s resume URL.',
+			},
+			{
+				displayName: 'Download Artifacts',
+				name: 'downloadArtifacts',
+				type: 'boolean',
+				default: false,
+				description:
+					'Whether to download the files the job produced (`result.artifacts`) and attach them as binary data: `artifact_0` for the first, `artifact_1` for the next, and so on. Only with Wait Mode Poll Until Done: a job from Resume on Callback or Don’t Wait has its artifacts fetched by a Get with this option.',
+			},
+			{
+				displayName: 'Human Subtasks',
+				name: 'humanSubtasks',
+				type: 'fixedCollection',
+				typeOptions: { multipleValues: true },
+				placeholder: 'Add Human Subtask',
+				default: {},
+				description:
+					'Subtasks you assign to a person; the job waits for each until it is completed with Human Task > Complete',
+				options: [
+					{
+						displayName: 'Subtask',
+						name: 'subtask',
+						values: [
+							{
+								displayName: 'ID',
+								name: 'id',
+								type: 'string',
+								default: '',
+								placeholder: 'e.g. legal_review',
+								description: 'The subtask ID; other subtasks can depend on it',
+							},
+							{
+								displayName: 'Instruction',
+								name: 'instruction',
+								type: 'string',
+								typeOptions: { rows: 2 },
+								default: '',
+								description: 'What the person should do',
+							},
+						],
+					},
+				],
 			},
 			{
 				displayName: 'Idempotency Key',
@@ -158,6 +209,25 @@ export const jobFields: INodeProperties[] = [
 		default: '',
 		description: 'The ID of the job, as returned by Run Swarm',
 		displayOptions: showFor(['get', 'cancel']),
+	},
+
+	{
+		displayName: 'Options',
+		name: 'options',
+		type: 'collection',
+		placeholder: 'Add Option',
+		default: {},
+		displayOptions: showFor(['get']),
+		options: [
+			{
+				displayName: 'Download Artifacts',
+				name: 'downloadArtifacts',
+				type: 'boolean',
+				default: false,
+				description:
+					'Whether to download the files the job produced (`result.artifacts`) and attach them as binary data: `artifact_0` for the first, `artifact_1` for the next, and so on. A job that has not succeeded has none.',
+			},
+		],
 	},
 
 	// ---------------------------------------------------------------- getAll

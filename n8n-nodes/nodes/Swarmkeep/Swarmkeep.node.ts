@@ -10,10 +10,13 @@ import { JOB_EVENT_TYPES, receiveCallback, reject } from '../shared/callback';
 import { jobFields, jobOperations } from './JobDescription';
 import { listJobs } from './listJobs';
 import { runSwarm } from './runSwarm';
+import { completeTask, listTasks } from './tasks';
+import { taskFields, taskOperations } from './TaskDescription';
 
 /**
- * Runs and manages swarm jobs. Get and Cancel are declarative requests; Run Swarm and Get Many
- * are custom operations because they wait or page. The webhook receives the completion callback
+ * Runs and manages swarm jobs, and completes the subtasks a job gives to people. Job Get and Cancel
+ * are declarative requests; Run Swarm, the Get Manys and Human Task Complete are custom operations
+ * because they wait, page or word the API's errors for subtasks. The webhook receives the completion callback
  * of a Run Swarm in "Resume on Callback" mode and resumes the waiting execution with the job.
  */
 // eslint-disable-next-line @n8n/community-nodes/webhook-lifecycle-complete -- its only webhook is the per-execution resume URL (restartWebhook), which nothing registers
@@ -61,11 +64,16 @@ export class Swarmkeep implements INodeType {
 				name: 'resource',
 				type: 'options',
 				noDataExpression: true,
-				options: [{ name: 'Job', value: 'job' }],
+				options: [
+					{ name: 'Human Task', value: 'task' },
+					{ name: 'Job', value: 'job' },
+				],
 				default: 'job',
 			},
 			...jobOperations,
 			...jobFields,
+			...taskOperations,
+			...taskFields,
 		],
 	};
 
@@ -73,6 +81,10 @@ export class Swarmkeep implements INodeType {
 		job: {
 			runSwarm,
 			getAll: listJobs,
+		},
+		task: {
+			complete: completeTask,
+			getAll: listTasks,
 		},
 	};
 

@@ -3,11 +3,15 @@ import { jsonParse, NodeOperationError, sleep, WAIT_INDEFINITELY } from 'n8n-wor
 
 import type { Job } from '../shared/transport';
 import { asNodeError, swarmkeepRequest, TERMINAL_STATUSES } from '../shared/transport';
+import { jobItem } from './artifacts';
 
 type WaitMode = 'none' | 'poll' | 'callback';
 
 interface RunSwarmOptions {
+	allowHumans?: boolean;
 	callbackUrl?: string;
+	downloadArtifacts?: boolean;
+	humanSubtasks?: { subtask?: Array<{ id?: string; instruction?: string }> };
 	idempotencyKey?: string;
 	maxParallel?: number;
 	metadata?: string | IDataObject;
@@ -45,6 +49,26 @@ function parseMetadata(
 	return metadata as IDataObject;
 }
 
+/** The Human Subtasks option as the API's `human_subtasks`; both fields of each are required. */
+function humanSubtasksOf(
+	this: IExecuteFunctions,
+	value: RunSwarmOptions['humanSubtasks'],
+	itemIndex: number,
+): IDataObject[] {
+	return (value?.subtask ?? []).map((entry, index) => {
+		const id = String(entry.id ?? '').trim();
+		const instruction = String(entry.instruction ?? '').trim();
+		if (!id || !instruction) {
+			throw new NodeOperationError(
+				this.getNode(),
+				`Human Subtask ${index + 1} needs both an ID and an instruction`,
+				{ itemIndex, description: 'Fill in or remove the empty Human Subtask under Options.' },
+			);
+		}
+		return { id, instruction };
+	});
+}
+
 /** POST /v1/jobs for one input item. */
 export async function submitJob(
 	this: IExecuteFunctions,
@@ -63,6 +87,9 @@ export async function submitJob(
 	if (options.maxParallel !== undefined) body.max_parallel = options.maxParallel;
 	const metadata = parseMetadata.call(this, options.metadata, itemIndex);
 	if (metadata !== undefined) body.metadata = metadata;
+	const humanSubtasks = humanSubtasksOf.call(this, options.humanSubtasks, itemIndex);
+	if (humanSubtasks.length > 0) body.human_subtasks = humanSubtasks;
+	if (options.allowHumans) body.allow_humans = true;
 	const callback = callbackUrl ?? options.callbackUrl;
 	if (callback) body.callback_url = callback;
 	const headers: IDataObject = {};
@@ -200,11 +227,22 @@ export async function runSwarm(this: IExecuteFunctions): Promise<INodeExecutionD
 			}
 		}
 	}
-	return [
-		results.map((result, itemIndex) =>
-			result instanceof Error
-				? failedItem.call(this, result, itemIndex)
-				: { json: result, pairedItem: { item: itemIndex } },
-		),
-	];
+	const output: INodeExecutionData[] = [];
+	for (let itemIndex = 0; itemIndex < items.length; itemIndex++) {
+		const result = results[itemIndex];
+		if (result instanceof Error) {
+			output.push(failedItem.call(this, result, itemIndex));
+			continue;
+		}
+		// Artifacts exist once the job has finished, so only a job we waited for has them.
+		const options = this.getNodeParameter('options', itemIndex, {}) as RunSwarmOptions;
+		const download = waitMode === 'poll' && options.downloadArtifacts === true;
+		try {
+			output.push(await jobItem.call(this, result, itemIndex, download));
+		} catch (error) {
+			if (!this.continueOnFail()) throw asNodeError(this.getNode(), error, itemIndex);
+			output.push(failedItem.call(this, error as Error, itemIndex));
+		}
+	}
+	return [output];
 }
