@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from sqlalchemy import select
 from temporalio import activity
@@ -27,7 +28,7 @@ from swarmkeep.workflows.plan_guards import PlannedSubtask, plan_findings
 PREVIEW_CHARS = 400
 
 
-def parse_plan(text: str) -> tuple[list[dict[str, object]], str | None]:
+def parse_plan(text: str) -> tuple[list[dict[str, Any]], str | None]:
     """Read a plan from the model's answer; return its subtasks, or the reason it cannot be read."""
     try:
         data = json.loads(text)
@@ -35,7 +36,7 @@ def parse_plan(text: str) -> tuple[list[dict[str, object]], str | None]:
         return [], f"the answer is not valid JSON ({error.msg} at position {error.pos})"
     if not isinstance(data, dict) or not isinstance(data.get("subtasks"), list):
         return [], "the answer has no 'subtasks' list"
-    subtasks: list[dict[str, object]] = []
+    subtasks: list[dict[str, Any]] = []
     for index, item in enumerate(data["subtasks"]):
         if not isinstance(item, dict):
             return [], f"subtask #{index + 1} is not an object"
@@ -55,7 +56,20 @@ def parse_plan(text: str) -> tuple[list[dict[str, object]], str | None]:
                 "depends_on": [d.strip() for d in depends_on],
             }
         )
-    return subtasks, None
+    return tidy_ids(subtasks), None
+
+
+def tidy_ids(subtasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mend what small models get wrong about labels, not content: a repeated id gets a suffix (references keep
+    pointing at its first holder) and a subtask never waits on itself. Everything else is validated."""
+    seen: set[str] = set()
+    for item in subtasks:
+        original, number = item["id"], 2
+        while item["id"] in seen:
+            item["id"], number = f"{original}_{number}", number + 1
+        seen.add(item["id"])
+        item["depends_on"] = [d for d in dict.fromkeys(item["depends_on"]) if d != item["id"]]
+    return subtasks
 
 
 class PlannerActivities:

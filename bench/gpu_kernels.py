@@ -69,9 +69,7 @@ def main() -> None:
         torch.testing.assert_close(triton_w4a16_linear(x, int4[0]), ref, atol=3e-2, rtol=3e-2)
         for m in MS:
             x = torch.randn(m, k, device=dev).to(torch.bfloat16)
-            t_int4 = cuda_time(
-                rotating(lambda i, x=x, w=int4: triton_w4a16_linear(x, w[i % len(w)])), args.iters
-            )
+            t_int4 = cuda_time(rotating(lambda i, x=x, w=int4: triton_w4a16_linear(x, w[i % len(w)])), args.iters)
             t_bf16 = cuda_time(
                 rotating(lambda i, x=x, w=dense: torch.nn.functional.linear(x, w[i % len(w)])), args.iters
             )

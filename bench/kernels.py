@@ -84,9 +84,7 @@ def best_threads(fn: Callable[[int], object], iters: int, threads: int) -> float
         torch.set_num_threads(saved)
 
 
-def bench_linear(
-    n: int, k: int, iters: int, threads: int, target: int
-) -> dict[str, dict[int, tuple[float, int]]]:
+def bench_linear(n: int, k: int, iters: int, threads: int, target: int) -> dict[str, dict[int, tuple[float, int]]]:
     """{method: {M: (seconds, bytes streamed)}} for one shape."""
     gen = torch.Generator().manual_seed(0)
     results: dict[str, dict[int, tuple[float, int]]] = {}
@@ -130,9 +128,7 @@ def bench_linear(
         results[name] = {}
         for m in MS:
             x = torch.randn(m, k, generator=gen).to(dtype)
-            t = best_threads(
-                lambda i, x=x, d=dense: torch.nn.functional.linear(x, d[i % len(d)]), iters, threads
-            )
+            t = best_threads(lambda i, x=x, d=dense: torch.nn.functional.linear(x, d[i % len(d)]), iters, threads)
             results[name][m] = (t, item)
         del dense
     return results
@@ -148,8 +144,7 @@ def bench_moe(iters: int, threads: int, experts: int) -> dict[int, tuple[float, 
     for tokens in MS:
         x = torch.randn(tokens, 7168, generator=gen).to(torch.bfloat16)
         routes = [
-            torch.stack([torch.randperm(experts, generator=gen)[:8] for _ in range(tokens)])
-            for _ in range(iters + 2)
+            torch.stack([torch.randperm(experts, generator=gen)[:8] for _ in range(tokens)]) for _ in range(iters + 2)
         ]
         weights = torch.rand(tokens, 8, generator=gen)
         t = median_time(lambda i, x=x, r=routes, w=weights: layer.routed(x, r[i], w, threads=threads), iters)
@@ -200,15 +195,11 @@ def plot(
     for ax, (shape, res) in zip(axes, linear.items(), strict=False):
         for name, by_m in res.items():
             ax.plot(MS, [by_m[m][0] * 1e3 for m in MS], marker="o", label=name)
-        ax.set(
-            xscale="log", yscale="log", xlabel="M", ylabel="ms", title=f"W4A16 linear {shape[0]}x{shape[1]}"
-        )
+        ax.set(xscale="log", yscale="log", xlabel="M", ylabel="ms", title=f"W4A16 linear {shape[0]}x{shape[1]}")
         ax.set_xticks(MS, [str(m) for m in MS])
         ax.legend()
     axes[2].plot(list(moe), [100 * b / t / bw for t, b in moe.values()], marker="o", label="ours")
-    axes[2].set(
-        xscale="log", xlabel="tokens", ylabel="% of read bandwidth", title="Fused MoE (selected experts)"
-    )
+    axes[2].set(xscale="log", xlabel="tokens", ylabel="% of read bandwidth", title="Fused MoE (selected experts)")
     axes[2].set_xticks(MS, [str(m) for m in MS])
     fig.tight_layout()
     OUT.mkdir(exist_ok=True)

@@ -94,16 +94,12 @@ def check_format(packed: torch.Tensor, scale: torch.Tensor) -> None:
             f"expected [{n}, {words * PACK_FACTOR // GROUP_SIZE}] (one scale per {GROUP_SIZE} inputs)"
         )
     if words % (GROUP_SIZE // PACK_FACTOR):
-        raise ValueError(
-            f"input size {words * PACK_FACTOR} must be a multiple of the group size {GROUP_SIZE}"
-        )
+        raise ValueError(f"input size {words * PACK_FACTOR} must be a multiple of the group size {GROUP_SIZE}")
 
 
 def _check_weight(weight: torch.Tensor) -> None:
     if not isinstance(weight, torch.Tensor) or not weight.is_floating_point():
-        raise TypeError(
-            f"weight must be a floating-point tensor, got {getattr(weight, 'dtype', type(weight))}"
-        )
+        raise TypeError(f"weight must be a floating-point tensor, got {getattr(weight, 'dtype', type(weight))}")
     if weight.dim() != 2:
         raise ValueError(f"weight must be 2-D [out, in], got shape {tuple(weight.shape)}")
     if weight.shape[1] % GROUP_SIZE:

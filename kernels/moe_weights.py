@@ -49,8 +49,7 @@ class MoEWeights:
         for e in range(experts):
             if self.gate[e].shape != (inter, hidden) or self.up[e].shape != (inter, hidden):
                 raise ValueError(
-                    f"expert {e}: gate/up must be [{inter}, {hidden}], got "
-                    f"{self.gate[e].shape} and {self.up[e].shape}"
+                    f"expert {e}: gate/up must be [{inter}, {hidden}], got {self.gate[e].shape} and {self.up[e].shape}"
                 )
             if self.down[e].shape != (hidden, inter):
                 raise ValueError(f"expert {e}: down must be [{hidden}, {inter}], got {self.down[e].shape}")

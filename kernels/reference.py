@@ -46,9 +46,7 @@ def dense_swiglu(x: torch.Tensor, gate: torch.Tensor, up: torch.Tensor, down: to
     return f.linear(f.silu(f.linear(x, gate)) * f.linear(x, up), down)
 
 
-def moe_combine_ref(
-    x: torch.Tensor, moe: MoEWeights, ids: torch.Tensor, weights: torch.Tensor
-) -> torch.Tensor:
+def moe_combine_ref(x: torch.Tensor, moe: MoEWeights, ids: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Routed experts only, given the routing: ``sum_k weight_k * expert_k(x)`` in fp32 [T, hidden]."""
     out = torch.zeros(x.shape[0], moe.hidden_size, dtype=torch.float32)
     for e in torch.unique(ids).tolist():

@@ -80,6 +80,18 @@ class Settings(BaseSettings):
     llm_max_tokens: int = Field(400, description="Most tokens one LLM step may generate.")
     llm_thinking: bool = Field(False, description="Kimi models only: ask for thinking (reasoning) on each call.")
     local_model_port: int = Field(8300, description="Port of the embedded local model server.")
+    model_profile: str = Field(
+        "cpu-small",
+        description="Serving profile of the bundled model: cpu-small, cpu-moe-int4, kimi-k2.6, or a custom one.",
+    )
+    model_profiles: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description='Extra or overriding serving profiles (JSON), e.g. {"mine": {"model": "/models/x", '
+        '"served_model_name": "x"}}.',
+    )
+    int4_moe_backend: str = Field(
+        "auto", description="Who runs Kimi-format INT4 MoE layers on vLLM's CPU build: auto, swarmkeep or vllm."
+    )
     model_dir: Path | None = Field(
         None, description="Where the converted local model is cached; empty means <data_dir>/models."
     )
@@ -155,6 +167,14 @@ class Settings(BaseSettings):
             raise ValueError(f"max_parallel is capped at {HARD_MAX_PARALLEL}; got {value}")
         return value
 
+    @field_validator("int4_moe_backend")
+    @classmethod
+    def _check_backend(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value not in ("auto", "swarmkeep", "vllm"):
+            raise ValueError(f"int4_moe_backend must be one of auto, swarmkeep, vllm; got {value!r}")
+        return value
+
     @model_validator(mode="after")
     def _check_bounds(self) -> Settings:
         if self.min_subtasks > self.max_subtasks:
@@ -192,7 +212,13 @@ class Settings(BaseSettings):
 
     @property
     def effective_llm_model(self) -> str:
-        return self.llm_model or LOCAL_MODEL_NAME
+        if self.llm_model:
+            return self.llm_model
+        if not self.uses_local_model:
+            return LOCAL_MODEL_NAME
+        from swarmkeep.inference.profiles import served_model_name  # light: no vLLM or torch import
+
+        return served_model_name(self)
 
     @property
     def effective_model_dir(self) -> Path:

@@ -67,3 +67,13 @@ def test_parse_plan_explains_unreadable_answers() -> None:
     assert "lacks role" in parse_plan('{"subtasks": [{"id": "a", "instruction": "i"}]}')[1]
     plan, problem = parse_plan('{"subtasks": [{"id": " a ", "role": "coder", "instruction": "i"}]}')
     assert problem is None and plan == [{"id": "a", "role": "coder", "instruction": "i", "depends_on": []}]
+
+
+def test_parse_plan_mends_repeated_ids_and_self_dependencies() -> None:
+    text = (
+        '{"subtasks": [{"id": "s1", "role": "coder", "instruction": "a", "depends_on": ["s1"]},'
+        ' {"id": "s1", "role": "coder", "instruction": "b", "depends_on": ["s1"]}]}'
+    )
+    plan, problem = parse_plan(text)
+    assert problem is None
+    assert [(p["id"], p["depends_on"]) for p in plan] == [("s1", []), ("s1_2", ["s1"])]

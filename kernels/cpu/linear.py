@@ -25,9 +25,7 @@ def w4a16_linear(
         return w4a16_linear_ref(x, from_blocked(weight), bias)
     ext = extension()
     assert ext is not None  # resolve() only offers C++ paths when the extension loaded
-    y = ext.w4a16_linear(
-        x, weight.codes, weight.scales, weight.out_features, int(chosen), num_threads(threads)
-    )
+    y = ext.w4a16_linear(x, weight.codes, weight.scales, weight.out_features, int(chosen), num_threads(threads))
     if bias is not None:
         y = (y.float() + bias.float()).to(torch.bfloat16)
     return y

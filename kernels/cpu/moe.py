@@ -42,8 +42,7 @@ class CpuW4A16MoE:
         check_activation(x, self.moe.hidden_size)
         if ids.shape != weights.shape or ids.dim() != 2 or ids.shape[0] != x.shape[0]:
             raise ValueError(
-                f"ids {tuple(ids.shape)} and weights {tuple(weights.shape)} must both be "
-                f"[{x.shape[0]}, top_k]"
+                f"ids {tuple(ids.shape)} and weights {tuple(weights.shape)} must both be [{x.shape[0]}, top_k]"
             )
         if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.moe.num_experts):
             raise ValueError(f"expert ids must lie in [0, {self.moe.num_experts})")
@@ -65,9 +64,7 @@ class CpuW4A16MoE:
             num_threads(threads),
         )
 
-    def __call__(
-        self, x: torch.Tensor, path: CpuPath | None = None, threads: int | None = None
-    ) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, path: CpuPath | None = None, threads: int | None = None) -> torch.Tensor:
         """The MoE layer's bf16 output for bf16 ``x`` [T, hidden]."""
         check_activation(x, self.moe.hidden_size)
         ids, weights = route(x, self.moe.router, self.config, self.moe.correction_bias)

@@ -23,9 +23,7 @@ def _require_triton(x: torch.Tensor) -> None:
         raise RuntimeError("the Triton kernels need a CUDA tensor, or TRITON_INTERPRET=1 to run on the CPU")
 
 
-def triton_w4a16_linear(
-    x: torch.Tensor, weight: TritonInt4, config: dict[str, int] | None = None
-) -> torch.Tensor:
+def triton_w4a16_linear(x: torch.Tensor, weight: TritonInt4, config: dict[str, int] | None = None) -> torch.Tensor:
     """bf16 ``x`` [M, K] @ INT4 weight (Triton layout) -> bf16 [M, N]."""
     check_activation(x, weight.in_features)
     if weight.codes.dim() != 2:

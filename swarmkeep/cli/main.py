@@ -14,13 +14,13 @@ from rich.console import Console
 from rich.table import Table
 
 from swarmkeep.cli.api_client import ApiClient, ApiError
+from swarmkeep.cli.model import app as model_app
 from swarmkeep.cli.render import print_job, watch_job
 from swarmkeep.settings import display_value, get_settings, setting_sources
 
 app = typer.Typer(help="swarmkeep: a durable, self-hostable agent swarm.", no_args_is_help=True)
 jobs_app = typer.Typer(help="List, show and cancel jobs.", no_args_is_help=True)
 keys_app = typer.Typer(help="Create, list and revoke API keys (run where the job store is).", no_args_is_help=True)
-model_app = typer.Typer(help="The embedded local model.", no_args_is_help=True)
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(model_app, name="model")
 app.add_typer(keys_app, name="keys")
@@ -208,26 +208,6 @@ def jobs_cancel(job_id: str) -> None:
     except ApiError as error:
         _fail(str(error))
     console.print(f"Cancel requested for {job['id']} (status now {job['status']}).")
-
-
-@model_app.command("serve")
-def model_serve() -> None:
-    """Prepare and serve the embedded local model alone (vLLM CPU build) until Ctrl-C."""
-    from swarmkeep.inference.local_model import LocalModelServer, prepare_local_model
-
-    settings = get_settings()
-    path = prepare_local_model(settings.effective_model_dir, progress=console.print)
-    server = LocalModelServer(path, port=settings.local_model_port, log_file=settings.data_dir / "logs" / "model.log")
-    console.print("$ " + " ".join(server.command()))
-    server.start()
-    try:
-        server.wait_healthy()
-        console.print(f"[green]Serving[/] {settings.effective_llm_model} at {server.base_url} (Ctrl-C stops)")
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
 
 
 @keys_app.command("create")

