@@ -143,8 +143,56 @@ async def test_n8n_runs_a_swarm_in_both_wait_modes(swarm_factory, n8n_env, tmp_p
     assert {s["id"] for s in job["result"]["subtasks"]} == {"s1", "s2", "s3"}
     listing = (await swarm.api.get("/v1/jobs")).json()["items"]
     callback_job = listing[0]["id"]
+
+    # A person's answer handed in through the node completes a human subtask, and the job finishes.
+    human_job = await swarm.submit(human_subtasks=[{"id": "approve", "instruction": "Approve the plan."}])
+    for _ in range(100):
+        if (await swarm.api.get("/v1/tasks")).json()["items"]:
+            break
+        await asyncio.sleep(0.2)
+    (tmp_path / "human.json").write_text(json.dumps(human_workflow(human_job, "approve")))
+    completed = await asyncio.to_thread(
+        subprocess.run,
+        ["n8n", "import:workflow", f"--input={tmp_path / 'human.json'}"],
+        env=env,
+        capture_output=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0
+    answered = await asyncio.to_thread(
+        subprocess.run,
+        ["n8n", "execute", "--id", "swarmkeepHuman01", "--rawOutput"],
+        env=env | {"N8N_RUNNERS_BROKER_PORT": str(free_port())},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert answered.returncode == 0, answered.stdout[-3000:]
+    human = await swarm.wait(human_job)
+    assert human["status"] == "succeeded"
+    approve = {s["id"]: s for s in human["subtasks"]}["approve"]
+    assert (approve["conclusion"], approve["worker"]) == ("Approved by n8n.", "person: n8n form")
     deliveries = (await swarm.api.get(f"/v1/jobs/{callback_job}/callbacks")).json()["items"]
     assert any(d["delivered"] and d["url"].startswith(f"http://127.0.0.1:{port}/webhook-waiting/") for d in deliveries)
+
+
+def human_workflow(job_id: str, subtask_id: str) -> dict[str, Any]:
+    """An n8n workflow in which a person's answer (here fixed; in practice an n8n Form) completes a subtask."""
+    return {
+        "id": "swarmkeepHuman01",
+        "name": "Swarmkeep: complete a human subtask",
+        "active": False,
+        "settings": {},
+        "nodes": [
+            {"id": "h1", "name": "Manual Trigger", "type": "n8n-nodes-base.manualTrigger", "typeVersion": 1,
+             "position": [0, 0], "parameters": {}},
+            {"id": "h2", "name": "Swarmkeep", "type": "CUSTOM.swarmkeep", "typeVersion": 1, "position": [220, 0],
+             "parameters": {"resource": "task", "operation": "complete", "jobId": job_id, "subtaskId": subtask_id,
+                            "conclusion": "Approved by n8n.", "completedBy": "n8n form"},
+             "credentials": {"swarmkeepApi": {"id": "swarmkeepCred01", "name": "Swarmkeep local"}}},
+        ],
+        "connections": {"Manual Trigger": {"main": [[{"node": "Swarmkeep", "type": "main", "index": 0}]]}},
+    }  # fmt: skip
 
 
 def _ready(port: int) -> bool:
