@@ -144,6 +144,11 @@ class SubagentActivities:
         """Work on one subtask for up to `max_steps` steps, resuming after the lane's last notebook step."""
         info = activity.info()
         beat_every = max((info.heartbeat_timeout.total_seconds() if info.heartbeat_timeout else 30.0) / 3, 0.5)
+        # Heartbeat for the whole attempt, database waits included: only a dead or frozen worker goes silent.
+        async with heartbeating(beat_every):
+            return await self._work(request, info)
+
+    async def _work(self, request: SubagentInput, info: activity.Info) -> SubagentResult:
         task, subtask, notebook = await self._load(request)
         role = request.role or subtask.role
         toolset = toolset_for(role) if self.settings.tools_enabled else None
@@ -169,17 +174,16 @@ class SubagentActivities:
             )
             if step > 1 and prompt:
                 messages.append({"role": "user", "content": prompt})
-            async with heartbeating(beat_every):
-                reply = await self.llm.chat(
-                    messages,
-                    max_tokens=self.max_tokens,
-                    model=request.model,
-                    tools=toolset.specs() if toolset and step < request.max_steps else None,
-                )
-                added = [self.llm.assistant_message(reply)]
-                for call in (reply.tool_calls or []) if toolset and context else []:
-                    result = await toolset.call(call["name"], call["arguments"], context)  # type: ignore[union-attr,arg-type]
-                    added.append(as_tool_message(call["id"], result))
+            reply = await self.llm.chat(
+                messages,
+                max_tokens=self.max_tokens,
+                model=request.model,
+                tools=toolset.specs() if toolset and step < request.max_steps else None,
+            )
+            added = [self.llm.assistant_message(reply)]
+            for call in (reply.tool_calls or []) if toolset and context else []:
+                result = await toolset.call(call["name"], call["arguments"], context)  # type: ignore[union-attr,arg-type]
+                added.append(as_tool_message(call["id"], result))
             activity.heartbeat(step)
             messages.extend(added)
             last_answer, used_tools = reply.content, len(added) > 1

@@ -20,7 +20,7 @@ async def history_events(client: Client, workflow_id: str) -> int:
 async def test_300_sub_agents_in_parallel(swarm_factory) -> None:
     # One process runs the worker, the API and the model double here, so heartbeats get generous time.
     swarm = await swarm_factory(
-        max_parallel=300, max_subtasks=300, llm_timeout_s=120.0, subagent_timeout_s=300.0, heartbeat_timeout_s=60.0
+        max_parallel=300, max_subtasks=300, llm_timeout_s=120.0, subagent_timeout_s=900.0, heartbeat_timeout_s=60.0
     )
     swarm.llm.reset(Script(plans=[fan_out_plan(300)], steps_to_conclude=1, subagent_delay_s=8.0))
     job = await swarm.wait(await swarm.submit(max_parallel=300), timeout=600)
@@ -32,8 +32,16 @@ async def test_300_sub_agents_in_parallel(swarm_factory) -> None:
 
 
 async def test_4000_steps_in_one_job(swarm_factory) -> None:
+    # A throughput test, not a timeout test: 200 sub-agents of 20 steps share two cores with the worker, the API
+    # and the model double, so no attempt is cut short and no backup run adds load.
     swarm = await swarm_factory(
-        max_parallel=200, max_subtasks=200, max_steps=20, llm_timeout_s=120.0, heartbeat_timeout_s=60.0
+        max_parallel=200,
+        max_subtasks=200,
+        max_steps=20,
+        llm_timeout_s=120.0,
+        heartbeat_timeout_s=60.0,
+        subagent_timeout_s=900.0,
+        hedging=False,
     )
     swarm.llm.reset(Script(plans=[fan_out_plan(200)], steps_to_conclude=20))
     job = await swarm.wait(await swarm.submit(), timeout=900)

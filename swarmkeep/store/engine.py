@@ -43,9 +43,11 @@ def get_engine(url: str) -> AsyncEngine:
     engine = cache.get(url)
     if engine is None:
         ensure_sqlite_dir(url)
-        kwargs: dict[str, Any] = {}
+        # Hundreds of sub-agents share one pool: they wait their turn for a connection rather than fail after
+        # SQLAlchemy's default 30 s (an attempt that fails that way is retried, adding to the queue).
+        kwargs: dict[str, Any] = {"pool_size": 10, "max_overflow": 20, "pool_timeout": 300}
         if make_url(url).get_backend_name() != "sqlite":
-            kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
+            kwargs["pool_pre_ping"] = True
         engine = create_async_engine(url, **kwargs)
         if engine.dialect.name == "sqlite":
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
@@ -57,16 +59,31 @@ def session_factory(url: str) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(get_engine(url), expire_on_commit=False)
 
 
+async def _end(session: AsyncSession, commit: bool) -> None:
+    try:
+        if commit:
+            await session.commit()
+        else:
+            await session.rollback()
+    finally:
+        await session.close()
+
+
 @asynccontextmanager
 async def session_scope(url: str) -> AsyncIterator[AsyncSession]:
-    """A session that commits on success and rolls back on error."""
-    async with session_factory(url)() as session:
-        try:
-            yield session
-            await session.commit()
-        except BaseException:
-            await session.rollback()
-            raise
+    """A session that commits on success and rolls back on error.
+
+    Ending the session is shielded from cancellation: an activity canceled mid-transaction (a timeout, a lost
+    hedge) still returns its connection to the pool instead of leaking it, which under load would starve every
+    other sub-agent of connections.
+    """
+    session = session_factory(url)()
+    try:
+        yield session
+    except BaseException:
+        await asyncio.shield(asyncio.ensure_future(_end(session, commit=False)))
+        raise
+    await asyncio.shield(asyncio.ensure_future(_end(session, commit=True)))
 
 
 async def dispose_engines() -> None:
