@@ -28,6 +28,9 @@ async def assert_nothing_lost(
     ids = [s["id"] for s in job["subtasks"]]
     assert sorted(ids) == sorted({f"s{i}" for i in range(1, planned + 1)})
     assert all(s["status"] == "succeeded" and s["conclusion"] == f"result of {s['id']}" for s in job["subtasks"])
+    # A subtask the orchestrator had to rewrite adds that orchestrator step; nothing else may add any.
+    orchestrator_steps += job["metrics"]["regenerations"]
+    assert job["metrics"]["orchestrator_steps"] == orchestrator_steps
     assert job["metrics"]["steps"] == planned * steps_each + orchestrator_steps
     async with session_scope(swarm.settings.effective_database_url) as session:
         rows = await session.execute(
