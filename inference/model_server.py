@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import http.client
 import importlib.metadata
 import importlib.util
 import os
@@ -13,13 +12,16 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
 from swarmkeep.inference.model_prep import EXTRA_INSTALL_HINT, MODEL_NAME, LocalModelError
+from swarmkeep.services.process import free_port, http_ok
+
+# The name callers of this module use for a free loopback port.
+find_free_port = free_port
 
 # Sized for a 2-core / 24 GiB machine: SmolLM2 supports 8192 positions, but 4096 covers a plan or a
 # sub-agent step, and 2 GiB of KV cache then holds ~90K tokens (over 20 full-length requests at once).
@@ -146,7 +148,7 @@ class LocalModelServer:
                     f"The local model server exited with code {code} before it was ready. "
                     f"Last lines of {self.log_file}:\n{self.log_tail()}"
                 )
-            if _answers_ok(self.health_url):
+            if http_ok(self.health_url):
                 return time.monotonic() - began
             if time.monotonic() - began > timeout:
                 raise LocalModelError(
@@ -217,13 +219,6 @@ def find_libiomp5() -> Path:
     )
 
 
-def find_free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port on `host` that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
 def port_is_free(host: str, port: int) -> bool:
     """True when nothing listens on `host:port` (so /health answers can only come from our server)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -234,14 +229,6 @@ def port_is_free(host: str, port: int) -> bool:
         except OSError:
             return False
         return True
-
-
-def _answers_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return bool(response.status == 200)
-    except (OSError, http.client.HTTPException):  # refused, reset, 503 while loading, half-started
-        return False
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

@@ -6,9 +6,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
-
-from swarmkeep.services.process import ManagedProcess, port_open
+from swarmkeep.services.process import ManagedProcess, http_ok, port_open
 from swarmkeep.services.temporal_dev import TemporalDevServer
 from swarmkeep.settings import Settings
 from swarmkeep.store.engine import run_once, session_scope
@@ -16,13 +14,6 @@ from swarmkeep.store.keys import ensure_dev_key
 from swarmkeep.store.migrate import upgrade
 
 Say = Callable[[str], None]
-
-
-def _http_ok(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2.0).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 class LocalStack:
@@ -75,7 +66,7 @@ class LocalStack:
         if not s.uses_local_model:
             self.say(f"Model: {s.effective_llm_model} at {s.effective_llm_base_url}")
             return
-        if _http_ok(f"http://127.0.0.1:{s.local_model_port}/health"):
+        if http_ok(f"http://127.0.0.1:{s.local_model_port}/health"):
             self.say(f"Model: local model already serving at {s.effective_llm_base_url}")
             return
         from swarmkeep.inference.profiles import profile_server
@@ -97,13 +88,13 @@ class LocalStack:
     def start_api(self) -> None:
         s = self.settings
         health = f"{s.effective_api_url}/healthz"
-        if _http_ok(health):
+        if http_ok(health):
             self.say(f"API: already serving at {s.effective_api_url}")
             return
         api = self._swarmkeep("api")
         api.start()
         self.started.append(api)
-        api.wait_until(lambda: _http_ok(health), 60, "answering /healthz")
+        api.wait_until(lambda: http_ok(health), 60, "answering /healthz")
         self.say(f"API: {s.effective_api_url} (OpenAPI at {s.effective_api_url}/docs)")
         if self.dev_key:
             self.say(f"Development API key (tenant 'local'): {self.dev_key}")
