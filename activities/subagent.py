@@ -82,7 +82,8 @@ class SubagentActivities:
                     type="SubtaskNotFound",
                     non_retryable=True,
                 )
-            subtask.status = SubtaskStatus.RUNNING
+            if subtask.lane is None:  # a late attempt after the outcome was recorded leaves the outcome alone
+                subtask.status = SubtaskStatus.RUNNING
             subtask.attempts += 1  # every attempt of every run, so retries = attempts - runs
             subtask.started_at = subtask.started_at or utcnow()
             notebook = list(

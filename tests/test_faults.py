@@ -27,7 +27,8 @@ async def assert_nothing_lost(
     """Every planned subtask appears once, succeeded with its own conclusion; steps are not double counted."""
     ids = [s["id"] for s in job["subtasks"]]
     assert sorted(ids) == sorted({f"s{i}" for i in range(1, planned + 1)})
-    assert all(s["status"] == "succeeded" and s["conclusion"] == f"result of {s['id']}" for s in job["subtasks"])
+    for s in job["subtasks"]:
+        assert (s["status"], s["conclusion"]) == ("succeeded", f"result of {s['id']}"), str(s)
     # A subtask the orchestrator had to rewrite adds that orchestrator step; nothing else may add any.
     orchestrator_steps += job["metrics"]["regenerations"]
     assert job["metrics"]["orchestrator_steps"] == orchestrator_steps
