@@ -24,6 +24,7 @@ from swarmkeep.roles import HUMAN, plan_roles
 from swarmkeep.store.engine import session_scope
 from swarmkeep.store.models import Job, Subtask
 from swarmkeep.workflows.plan_guards import PlannedSubtask, plan_findings
+from swarmkeep.workflows.planning import PLAN_ATTEMPTS, find_cycle
 
 PREVIEW_CHARS = 400
 
@@ -57,6 +58,23 @@ def parse_plan(text: str) -> tuple[list[dict[str, Any]], str | None]:
             }
         )
     return tidy_ids(subtasks), None
+
+
+def mend_dependencies(subtasks: list[dict[str, Any]]) -> list[str]:
+    """On the last plan attempt, keep a plan whose dependencies are unusable instead of failing the job: when
+    they name unknown ids or form a cycle, each subtask keeps only its dependencies on subtasks listed before it.
+    Returns what was dropped (empty when the dependencies were fine)."""
+    position = {s["id"]: index for index, s in enumerate(subtasks)}
+    items = [PlanItem(id=s["id"], role=s["role"], depends_on=list(s["depends_on"])) for s in subtasks]
+    unknown = any(d not in position for s in subtasks for d in s["depends_on"])
+    if not unknown and find_cycle(items) is None:
+        return []
+    dropped: list[str] = []
+    for index, item in enumerate(subtasks):
+        kept = [d for d in item["depends_on"] if position.get(d, index) < index]
+        dropped += [f"{item['id']} -> {d}" for d in item["depends_on"] if d not in kept]
+        item["depends_on"] = kept
+    return dropped
 
 
 def tidy_ids(subtasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -105,6 +123,10 @@ class PlannerActivities:
             temperature=0.2 if request.attempt > 1 else 0.0,
         )
         subtasks, problem = parse_plan(reply.content)
+        if problem is None and request.attempt >= PLAN_ATTEMPTS and (dropped := mend_dependencies(subtasks)):
+            activity.logger.warning(
+                "last plan for %s had unusable dependencies; dropped %s", request.job_id, ", ".join(dropped)
+            )
         # Subtasks the caller gave to people join whatever the orchestrator planned.
         for human in (job.options or {}).get("human_subtasks", []):
             if problem is None and all(s["id"] != human["id"] for s in subtasks):

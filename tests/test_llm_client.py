@@ -8,7 +8,7 @@ import httpx
 import openai
 import pytest
 
-from swarmkeep.activities.planner import parse_plan
+from swarmkeep.activities.planner import mend_dependencies, parse_plan
 from swarmkeep.activities.prompts import extract_conclusion
 from swarmkeep.inference.client import LLMClient, retry_after_seconds, to_activity_error
 
@@ -77,3 +77,19 @@ def test_parse_plan_mends_repeated_ids_and_self_dependencies() -> None:
     plan, problem = parse_plan(text)
     assert problem is None
     assert [(p["id"], p["depends_on"]) for p in plan] == [("s1", []), ("s1_2", ["s1"])]
+
+
+def test_last_plan_keeps_only_dependencies_on_earlier_subtasks() -> None:
+    cyclic = [
+        {"id": "a", "role": "coder", "instruction": "i", "depends_on": ["c"]},
+        {"id": "b", "role": "coder", "instruction": "i", "depends_on": ["a", "zz"]},
+        {"id": "c", "role": "coder", "instruction": "i", "depends_on": ["b"]},
+    ]
+    assert mend_dependencies(cyclic) == ["a -> c", "b -> zz"]
+    assert [p["depends_on"] for p in cyclic] == [[], ["a"], ["b"]]
+    forward_but_acyclic = [
+        {"id": "w", "role": "writer", "instruction": "i", "depends_on": ["r"]},
+        {"id": "r", "role": "researcher", "instruction": "i", "depends_on": []},
+    ]
+    assert mend_dependencies(forward_but_acyclic) == []  # a usable plan is left exactly as it is
+    assert forward_but_acyclic[0]["depends_on"] == ["r"]

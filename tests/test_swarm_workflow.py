@@ -52,6 +52,20 @@ async def test_invalid_plan_is_re_asked_once(swarm_factory) -> None:
     assert "cycle" in swarm.llm.calls("plan")[1]["body"]["messages"][-1]["content"]
 
 
+async def test_last_plan_with_a_cycle_is_mended_not_fatal(swarm_factory) -> None:
+    """A small model that answers a cycle twice still gets its job done: the last plan keeps only the
+    dependencies on earlier subtasks."""
+    swarm = await swarm_factory()
+    cyclic = (
+        '{"subtasks": [{"id": "s1", "role": "coder", "instruction": "Do part s1.", "depends_on": ["s2"]},'
+        ' {"id": "s2", "role": "coder", "instruction": "Do part s2.", "depends_on": ["s1"]}]}'
+    )
+    swarm.llm.reset(Script(plans=[cyclic, cyclic], steps_to_conclude=1))
+    job = await swarm.wait(await swarm.submit())
+    assert job["status"] == "succeeded"
+    assert [(s["id"], s["depends_on"], s["stage"]) for s in job["subtasks"]] == [("s1", [], 1), ("s2", ["s1"], 2)]
+
+
 async def test_recovery_escalates_retry_reassign_regenerate(swarm_factory) -> None:
     swarm = await swarm_factory(subagent_attempts=2)
     # five failures: both primary attempts, both reassigned attempts, the first regenerated attempt

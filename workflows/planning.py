@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from swarmkeep.messages import PlanItem
 
+PLAN_ATTEMPTS = 2  # the first plan, and one re-ask with what was wrong
+
 
 @dataclass
 class PlanCheck:

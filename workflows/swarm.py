@@ -40,7 +40,7 @@ with workflow.unsafe.imports_passed_through():
     from swarmkeep.workflows.callback import DeliverCallbackWorkflow
     from swarmkeep.workflows.hedging import HedgePolicy, hedge_decision
     from swarmkeep.workflows.metrics import run_metrics
-    from swarmkeep.workflows.planning import PlanCheck, check_plan
+    from swarmkeep.workflows.planning import PLAN_ATTEMPTS, PlanCheck, check_plan
     from swarmkeep.workflows.recovery import HEDGE, PRIMARY, REASSIGNED, REGENERATED, alternate_role, recovery_ladder
 
 # Job store writes are quick; they retry often and without end, since a job must record its outcome.
@@ -174,7 +174,7 @@ class SwarmWorkflow:
         feedback: str | None = None
         check = PlanCheck(problems=["no plan yet"], stages=[])
         accepted: tuple[int, PlanOutcome, PlanCheck] | None = None
-        for attempt in (1, 2):
+        for attempt in range(1, PLAN_ATTEMPTS + 1):
             outcome: PlanOutcome = await workflow.execute_activity(
                 "plan_job",
                 PlanRequest(
@@ -198,7 +198,7 @@ class SwarmWorkflow:
                 check = check_plan(outcome.subtasks, roles, job.limits.min_subtasks, job.limits.max_subtasks)
             if check.ok:
                 accepted = (attempt, outcome, check)
-                if not outcome.findings or attempt == 2:
+                if not outcome.findings or attempt == PLAN_ATTEMPTS:
                     break
                 # A valid plan that collapses into a chain or fakes parallelism: ask once for a better one.
                 self._plan_findings = list(outcome.findings)
