@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -34,6 +36,16 @@ from swarmkeep.settings import Settings
 from swarmkeep.store.engine import session_scope
 from swarmkeep.store.models import Job, NotebookEntry, Subtask, SubtaskStatus, utcnow
 from swarmkeep.workflows.recovery import PRIMARY
+
+
+@dataclass
+class _Outcome:
+    """A run's result as it is recorded and handed up."""
+
+    conclusion: str
+    steps: int
+    prompt_tokens: int
+    completion_tokens: int
 
 
 @asynccontextmanager
@@ -71,17 +83,21 @@ class SubagentActivities:
     async def _load(self, request: SubagentInput) -> tuple[str, Subtask, list[NotebookEntry]]:
         """The job's task, the subtask row (now marked running) and this lane's notebook so far."""
         async with session_scope(self.database_url) as session:
-            subtask = await session.scalar(
-                select(Subtask).where(Subtask.job_id == request.job_id, Subtask.subtask_id == request.subtask_id)
-            )
             # Only the task: the job row also holds the whole plan, which would be decoded by every sub-agent.
-            task = await session.scalar(select(Job.task).where(Job.id == request.job_id))
-            if subtask is None or task is None:
+            found = (
+                await session.execute(
+                    select(Subtask, Job.task)
+                    .join(Job, Job.id == Subtask.job_id)
+                    .where(Subtask.job_id == request.job_id, Subtask.subtask_id == request.subtask_id)
+                )
+            ).first()
+            if found is None:
                 raise ApplicationError(
                     f"subtask {request.subtask_id} of job {request.job_id} is not in the job store",
                     type="SubtaskNotFound",
                     non_retryable=True,
                 )
+            subtask, task = found
             if subtask.lane is None:  # a late attempt after the outcome was recorded leaves the outcome alone
                 subtask.status = SubtaskStatus.RUNNING
             subtask.attempts += 1  # every attempt of every run, so retries = attempts - runs
@@ -117,28 +133,33 @@ class SubagentActivities:
             search=search_provider_for(self.settings.search_url or None),
         )
 
-    async def _record_primary(
-        self, row_id: int, role: str, conclusion: str, steps: int, prompt_tokens: int, completion_tokens: int
-    ) -> None:
+    async def _record_primary(self, session: AsyncSession, row_id: int, role: str, outcome: _Outcome) -> None:
         """Record a primary run's success here, sparing the workflow a second activity in the common case;
         a row another run already recorded (after a hedge or recovery) is left as it is."""
-        async with session_scope(self.database_url) as session:
-            await session.execute(
-                update(Subtask)
-                .where(Subtask.id == row_id, Subtask.lane.is_(None))
-                .values(
-                    status=SubtaskStatus.SUCCEEDED,
-                    lane=PRIMARY,
-                    role=role,
-                    conclusion=conclusion,
-                    error=None,
-                    steps=steps,
-                    prompt_tokens=prompt_tokens,
-                    completion_tokens=completion_tokens,
-                    worker=self.worker,
-                    finished_at=utcnow(),
-                )
+        await session.execute(
+            update(Subtask)
+            .where(Subtask.id == row_id, Subtask.lane.is_(None))
+            .values(
+                status=SubtaskStatus.SUCCEEDED,
+                lane=PRIMARY,
+                role=role,
+                conclusion=outcome.conclusion,
+                error=None,
+                steps=outcome.steps,
+                prompt_tokens=outcome.prompt_tokens,
+                completion_tokens=outcome.completion_tokens,
+                worker=self.worker,
+                finished_at=utcnow(),
             )
+        )
+
+    @staticmethod
+    def _conclusion(request: SubagentInput, last_answer: str) -> str:
+        """What goes up to the orchestrator: the text after the mark, else the whole answer ("" if none)."""
+        conclusion, _ = extract_conclusion(last_answer, request.conclusion_chars)
+        if not conclusion:  # the mark with nothing after it: hand up the whole answer instead
+            conclusion = last_answer.replace(CONCLUSION_MARK, "").strip()[: request.conclusion_chars]
+        return conclusion
 
     @activity.defn(name="run_subagent")
     async def run_subagent(self, request: SubagentInput) -> SubagentResult:
@@ -166,6 +187,8 @@ class SubagentActivities:
             last_answer, used_tools = entry.response, bool(entry.messages and len(entry.messages) > 1)
         step = len(notebook)
         finished = bool(notebook) and not used_tools and CONCLUSION_MARK in last_answer
+        outcome: _Outcome | None = None
+        recorded = False
 
         while not finished and step < request.max_steps:
             step += 1
@@ -190,6 +213,10 @@ class SubagentActivities:
             last_answer, used_tools = reply.content, len(added) > 1
             prompt_tokens += reply.prompt_tokens
             completion_tokens += reply.completion_tokens
+            finished = not used_tools and CONCLUSION_MARK in reply.content
+            if finished or step == request.max_steps:
+                outcome = _Outcome(self._conclusion(request, last_answer), step, prompt_tokens, completion_tokens)
+            # The step, and on the last one a primary run's outcome, in one transaction.
             async with session_scope(self.database_url) as session:
                 session.add(
                     NotebookEntry(
@@ -206,26 +233,29 @@ class SubagentActivities:
                         completion_tokens=reply.completion_tokens,
                     )
                 )
-                row = await session.get(Subtask, subtask.id)
-                if row is not None:
-                    row.steps = max(row.steps, step)
-            finished = not used_tools and CONCLUSION_MARK in reply.content
+                if outcome is not None and outcome.conclusion and request.lane == PRIMARY:
+                    await self._record_primary(session, subtask.id, role, outcome)
+                    recorded = True
+                else:
+                    await session.execute(
+                        update(Subtask).where(Subtask.id == subtask.id, Subtask.steps < step).values(steps=step)
+                    )
 
-        conclusion, _ = extract_conclusion(last_answer, request.conclusion_chars)
-        if not conclusion:  # the mark with nothing after it: hand up the whole answer instead
-            conclusion = last_answer.replace(CONCLUSION_MARK, "").strip()[: request.conclusion_chars]
-        if not conclusion:
+        if outcome is None:  # resumed after the last step: nothing left to run
+            outcome = _Outcome(self._conclusion(request, last_answer), step, prompt_tokens, completion_tokens)
+        if not outcome.conclusion:
             raise ApplicationError(
                 f"sub-agent {request.subtask_id} produced an empty conclusion", type="EmptyConclusion"
             )
-        if request.lane == PRIMARY:
-            await self._record_primary(subtask.id, role, conclusion, step, prompt_tokens, completion_tokens)
+        if request.lane == PRIMARY and not recorded:
+            async with session_scope(self.database_url) as session:
+                await self._record_primary(session, subtask.id, role, outcome)
         return SubagentResult(
             subtask_id=request.subtask_id,
-            conclusion=conclusion,
-            steps=step,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
+            conclusion=outcome.conclusion,
+            steps=outcome.steps,
+            prompt_tokens=outcome.prompt_tokens,
+            completion_tokens=outcome.completion_tokens,
             attempt=info.attempt,
             lane=request.lane,
             role=role,

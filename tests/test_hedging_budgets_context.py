@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from tests.support.replay import assert_replays
 from tests.support.scripted_llm import Fault, Script, fan_out_plan, plan_json
 
 
@@ -25,6 +26,7 @@ async def test_straggler_gets_a_backup_and_the_first_to_finish_wins(swarm_factor
     assert (job["metrics"]["hedges"], job["metrics"]["hedges_won"]) == (1, 1)
     assert job["metrics"]["wall_time_s"] < 30  # it did not wait for the stalled run
     assert len(swarm.llm.calls("subagent", "s4")) == 2
+    await assert_replays(swarm.client, job["id"])  # a hedge race, replayed
 
 
 async def test_token_budget_ends_the_job_partial(swarm_factory) -> None:

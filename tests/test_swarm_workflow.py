@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tests.support.replay import assert_replays
 from tests.support.scripted_llm import Fault, Script, diamond_plan, fan_out_plan
 
 
@@ -25,6 +26,7 @@ async def test_job_succeeds_with_every_conclusion(swarm_factory) -> None:
     s3_opening = swarm.llm.calls("subagent", "s3")[0]["body"]["messages"][1]["content"]
     assert "result of s1" in s3_opening and "result of s2" in s3_opening
     assert "drafting" not in s3_opening
+    await assert_replays(swarm.client, job_id)
 
 
 async def test_unusable_plan_twice_fails_the_job(swarm_factory) -> None:
@@ -73,6 +75,7 @@ async def test_recovery_escalates_retry_reassign_regenerate(swarm_factory) -> No
         Script(plans=[diamond_plan()], steps_to_conclude=1, faults=[Fault("subagent", 500, subtask="s1", times=5)])
     )
     job = await swarm.wait(await swarm.submit())
+    await assert_replays(swarm.client, job["id"])
     assert job["status"] == "succeeded"
     s1 = {s["id"]: s for s in job["subtasks"]}["s1"]
     assert s1["status"] == "succeeded" and s1["conclusion"] == "result of s1"

@@ -8,6 +8,7 @@ import asyncio
 from temporalio.client import Client
 
 from swarmkeep.worker import build_worker
+from tests.support.replay import assert_replays
 from tests.support.scripted_llm import Script, plan_json
 
 PLAN = plan_json(
@@ -75,6 +76,7 @@ async def test_a_person_completes_a_human_subtask(swarm_factory) -> None:
     assert "Approved: 12k." in str(swarm.llm.calls("synthesis")[0]["body"]["messages"])
     again = await swarm.api.post(task["links"]["complete"], json={"conclusion": "twice"})
     assert again.status_code == 409
+    await assert_replays(swarm.client, job_id)  # an update, replayed
 
 
 async def test_a_missed_deadline_hands_the_subtask_to_an_agent(swarm_factory) -> None:

@@ -60,7 +60,10 @@ class _BudgetStop(Exception):
     """Raised inside a subtask's task when a budget stops the job; never leaves the workflow."""
 
 
-@workflow.defn
+# Not sandboxed: the sandbox re-enters its import hooks for every payload of every command (hundreds per
+# activation at full width), a large share of the worker's CPU. The workflow code keeps to workflow.* for time,
+# randomness and I/O on its own; tests replay real histories to hold it to that.
+@workflow.defn(sandboxed=False)
 class SwarmWorkflow:
     """One job: the orchestrator plans, sub-agents work stage by stage, the orchestrator synthesises."""
 

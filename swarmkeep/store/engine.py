@@ -6,6 +6,7 @@ import asyncio
 import weakref
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -17,6 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 T = TypeVar("T")
 
 _engines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, AsyncEngine]] = weakref.WeakKeyDictionary()
+# SQLite has one writer at a time: scopes of one loop take turns here rather than in SQLite's busy handler.
+_turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = weakref.WeakKeyDictionary()
+_taking_turn: ContextVar[bool] = ContextVar("swarmkeep_store_taking_turn", default=False)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -69,14 +73,41 @@ async def _end(session: AsyncSession, commit: bool) -> None:
         await session.close()
 
 
+def _sqlite_turn(url: str) -> asyncio.Lock | None:
+    """The lock that SQLite scopes of this event loop share; None for other databases."""
+    if get_engine(url).dialect.name != "sqlite":
+        return None
+    return _turns.setdefault(asyncio.get_running_loop(), {}).setdefault(url, asyncio.Lock())
+
+
 @asynccontextmanager
 async def session_scope(url: str) -> AsyncIterator[AsyncSession]:
     """A session that commits on success and rolls back on error.
+
+    On SQLite, scopes in one process take turns (a scope inside another shares its turn). SQLite lets one
+    connection write at a time anyway; waiting here is in order and costs nothing, while hundreds of sub-agents
+    waiting in SQLite's busy handler poll the file lock with sleeps of up to 100 ms and each hold a connection.
 
     Ending the session is shielded from cancellation: an activity canceled mid-transaction (a timeout, a lost
     hedge) still returns its connection to the pool instead of leaking it, which under load would starve every
     other sub-agent of connections.
     """
+    turn = None if _taking_turn.get() else _sqlite_turn(url)
+    if turn is None:
+        async with _session(url) as session:
+            yield session
+        return
+    async with turn:
+        taking = _taking_turn.set(True)
+        try:
+            async with _session(url) as session:
+                yield session
+        finally:
+            _taking_turn.reset(taking)
+
+
+@asynccontextmanager
+async def _session(url: str) -> AsyncIterator[AsyncSession]:
     session = session_factory(url)()
     try:
         yield session
