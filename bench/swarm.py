@@ -39,21 +39,18 @@ from langgraph.types import Send
 from sqlalchemy import select
 from temporalio import activity, workflow
 from temporalio.client import Client
-from temporalio.exceptions import ApplicationError
 from temporalio.worker import PollerBehaviorAutoscaling, UnsandboxedWorkflowRunner, Worker
 
-import swarmkeep.activities.subagent as subagent_module
 import swarmkeep.store.engine as store_engine
 import swarmkeep.worker as swarm_worker
 from swarmkeep.inference.client import LLMReply
-from swarmkeep.messages import JobInput, JobLimits, SubagentInput, SubagentResult
+from swarmkeep.messages import JobInput, JobLimits
 from swarmkeep.services.process import free_port
 from swarmkeep.services.temporal_dev import TemporalDevServer
 from swarmkeep.settings import HARD_MAX_PARALLEL, Settings
 from swarmkeep.store.engine import dispose_engines, session_scope
 from swarmkeep.store.migrate import upgrade
-from swarmkeep.store.models import Job, JobStatus, NotebookEntry, Subtask, SubtaskStatus, utcnow
-from swarmkeep.workflows.recovery import PRIMARY
+from swarmkeep.store.models import Job, JobStatus, Subtask
 from swarmkeep.workflows.swarm import SwarmWorkflow
 
 OUT = Path(__file__).resolve().parent / "out"
@@ -337,7 +334,7 @@ def parse_worker_options(pairs: list[str]) -> dict[str, Any]:
     return options
 
 
-# Tuning experiments: monkeypatches that try a change without editing the project (see bench/README.md)
+# Tuning: try a change without editing the project (see bench/README.md)
 
 
 def use_sqlite_pool(size: int) -> None:
@@ -350,78 +347,6 @@ def use_sqlite_pool(size: int) -> None:
         return original(url, **kwargs)
 
     store_engine.create_async_engine = create  # type: ignore[assignment]
-
-
-def load_task_only() -> None:
-    """run_subagent's _load reads the job's task column instead of the whole Job row (whose plan and
-    plan_candidates JSON hold all N subtasks, decoded again by every sub-agent)."""
-
-    async def _load(self: Any, request: SubagentInput) -> tuple[str, Subtask, list[NotebookEntry]]:
-        async with subagent_module.session_scope(self.database_url) as session:
-            subtask = await session.scalar(
-                select(Subtask).where(Subtask.job_id == request.job_id, Subtask.subtask_id == request.subtask_id)
-            )
-            task = await session.scalar(select(Job.task).where(Job.id == request.job_id))
-            if subtask is None or task is None:
-                raise ApplicationError("subtask not in the job store", type="SubtaskNotFound", non_retryable=True)
-            subtask.status = SubtaskStatus.RUNNING
-            subtask.attempts += 1
-            subtask.started_at = subtask.started_at or utcnow()
-            notebook = (
-                await session.scalars(
-                    select(NotebookEntry)
-                    .where(
-                        NotebookEntry.job_id == request.job_id,
-                        NotebookEntry.subtask_id == request.subtask_id,
-                        NotebookEntry.lane == request.lane,
-                    )
-                    .order_by(NotebookEntry.step)
-                )
-            ).all()
-            return task, subtask, list(notebook)
-
-    subagent_module.SubagentActivities._load = _load  # type: ignore[method-assign]
-
-
-def record_in_activity() -> None:
-    """A primary run that succeeds with no recovery history writes its own subtask outcome at the end of
-    run_subagent, and the workflow skips the record_subtask activity: one activity per sub-agent instead of
-    two. Needs the unsandboxed runner, since the sandbox re-imports the workflow module unpatched."""
-    record = SwarmWorkflow._record
-    run = subagent_module.SubagentActivities.run_subagent
-
-    async def _record(
-        self: Any, job: JobInput, subtask_id: str, status: str, history: list[dict[str, str]],
-        result: SubagentResult | None = None, error: str | None = None,
-    ) -> None:  # fmt: skip
-        if status == SubtaskStatus.SUCCEEDED and not history and result is not None and result.lane == PRIMARY:
-            self._subtask_status[subtask_id] = status
-            self._counts["retries"] += max(result.attempt - 1, 0)
-            return
-        await record(self, job, subtask_id, status, history, result, error)
-
-    async def run_subagent(self, request: SubagentInput) -> SubagentResult:  # type: ignore[no-untyped-def]
-        # (self stays unannotated: temporalio reads the first annotated parameter as the activity's input)
-        result = await run(self, request)
-        if request.lane == PRIMARY:
-            async with subagent_module.session_scope(self.database_url) as session:
-                row = await session.scalar(
-                    select(Subtask).where(Subtask.job_id == request.job_id, Subtask.subtask_id == request.subtask_id)
-                )
-                if row is not None:
-                    row.status, row.lane, row.conclusion = SubtaskStatus.SUCCEEDED, result.lane, result.conclusion
-                    row.steps, row.prompt_tokens = result.steps, result.prompt_tokens
-                    row.completion_tokens, row.finished_at = result.completion_tokens, utcnow()
-        return result
-
-    SwarmWorkflow._record = _record  # type: ignore[method-assign]
-    subagent_module.SubagentActivities.run_subagent = activity.defn(name="run_subagent")(run_subagent)  # type: ignore[method-assign]
-
-
-EXPERIMENTS = {
-    "job-task-only": load_task_only,
-    "record-in-activity": record_in_activity,
-}
 
 
 class Harness:
@@ -542,26 +467,6 @@ def job_limits(n: int, hedging: bool, hedge_factor: float, hedge_min_s: float) -
         hedge_factor=hedge_factor,
         hedge_min_s=hedge_min_s,
     )
-
-
-class UnretrievedCancellations(logging.Filter):
-    """Counts, and keeps out of the output, the 'Task exception was never retrieved' errors the workflow logs
-    when a hedge race's losing run is canceled and never awaited (reported in bench/README.md)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.count = 0
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.getMessage().startswith("Task exception was never retrieved") and "Activity cancelled" in str(
-            record.getMessage()
-        ):
-            self.count += 1
-            return False
-        return True
-
-
-UNRETRIEVED = UnretrievedCancellations()
 
 
 # Measurements
@@ -793,12 +698,6 @@ async def main_async(args: argparse.Namespace) -> int:
     model = SimulatedModel()
     if args.sqlite_pool:
         use_sqlite_pool(args.sqlite_pool)
-    for name in args.experiment:
-        EXPERIMENTS[name]()
-    if "record-in-activity" in args.experiment and not any(
-        o.startswith("workflow_runner=") for o in args.worker_option
-    ):
-        args.worker_option.append("workflow_runner=unsandboxed")
     needs_server = bool({"temporal", "swarmkeep"} & set(args.systems)) or not args.no_stragglers
     harness = Harness(model, parse_worker_options(args.worker_option), args.server_arg) if needs_server else None
     started = time.perf_counter()
@@ -823,8 +722,6 @@ async def main_async(args: argparse.Namespace) -> int:
     if args.quick:
         print("quick run: a smoke test; the targets are defined for the full run (N = 300, 2 s) and not checked")
         return 0
-    if UNRETRIEVED.count:
-        print(f"note: {UNRETRIEVED.count} canceled hedge-race runs were never awaited by the workflow (logged errors)")
     ok = True
     if ("swarmkeep", top) in ratios:
         ratio = ratios[("swarmkeep", top)][0]
@@ -874,13 +771,6 @@ def main() -> None:
         help="test a fixed SQLite connection pool of SIZE for the job store (default: as shipped)",
     )
     parser.add_argument(
-        "--experiment",
-        action="append",
-        default=[],
-        choices=sorted(EXPERIMENTS),
-        help="try a code change by monkeypatch (see bench/README.md); repeatable",
-    )
-    parser.add_argument(
         "--worker-option",
         action="append",
         default=[],
@@ -907,7 +797,6 @@ def main() -> None:
     # The fixed-latency jobs run with the project's defaults (hedging on, 30 s minimum).
     args.hedging_default, args.default_hedge_min_s = JobLimits.hedging, JobLimits.hedge_min_s
     logging.basicConfig(level=logging.WARNING)
-    logging.getLogger("temporalio.worker._workflow_instance").addFilter(UNRETRIEVED)
     sys.exit(asyncio.run(main_async(args)))
 
 
