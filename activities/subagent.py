@@ -80,7 +80,7 @@ class SubagentActivities:
         self.artifacts = artifacts or ArtifactStore(settings.effective_artifacts_dir, self.database_url)
         self.worker = settings.effective_worker_name
 
-    async def _load(self, request: SubagentInput) -> tuple[str, Subtask, list[NotebookEntry]]:
+    async def _load(self, request: SubagentInput, attempt: int) -> tuple[str, Subtask, list[NotebookEntry]]:
         """The job's task, the subtask row (now marked running) and this lane's notebook so far."""
         async with session_scope(self.database_url) as session:
             # Only the task: the job row also holds the whole plan, which would be decoded by every sub-agent.
@@ -102,6 +102,10 @@ class SubagentActivities:
                 subtask.status = SubtaskStatus.RUNNING
             subtask.attempts += 1  # every attempt of every run, so retries = attempts - runs
             subtask.started_at = subtask.started_at or utcnow()
+            if attempt == 1:
+                # A lane's first attempt starts an empty notebook. (Should an operator reset the workflow, the
+                # first step written again hits the notebook's unique step and the retry resumes instead.)
+                return task, subtask, []
             notebook = list(
                 (
                     await session.scalars(
@@ -171,7 +175,7 @@ class SubagentActivities:
             return await self._work(request, info)
 
     async def _work(self, request: SubagentInput, info: activity.Info) -> SubagentResult:
-        task, subtask, notebook = await self._load(request)
+        task, subtask, notebook = await self._load(request, info.attempt)
         role = request.role or subtask.role
         toolset = toolset_for(role) if self.settings.tools_enabled else None
         context = self._tool_context(request) if toolset else None
