@@ -78,16 +78,53 @@ void permute_rows(const uint16_t* src, int64_t ld_src, int64_t rows, int64_t K, 
 
 int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
-// Computes one 16-feature tile for `rows` rows of permuted activations into out ([rows_pad][16] floats).
-void run_tile(int64_t path, const uint16_t* xp, int64_t ldx, int64_t rows, int64_t K, const int32_t* w,
-              const uint16_t* s, float* out) {
-  if (path == kAmx) {
-    tile_amx(xp, ldx, static_cast<int>(rows), K, w, s, out);
-  } else if (path == kAvx512) {
-    tile_avx512(xp, ldx, static_cast<int>(rows), K, w, s, out);
-  } else {
-    tile_generic(xp, ldx, static_cast<int>(rows), K, w, s, out);
+// Permuted activation rows as the tile kernels read them, and their per-group sums (row_sums) for the AVX-512
+// path.
+struct Rows {
+  const uint16_t* x;
+  int64_t ld;
+  int64_t count;
+  const float* xsum;
+};
+
+// Rows of out per tile that run_tiles writes: AMX stores whole 16-row tiles.
+int64_t out_rows(int64_t path, int64_t rows) { return path == kAmx ? round_up(rows, kAmxRows) : rows; }
+
+// Computes `tiles` consecutive 16-feature tiles for the rows into out ([tiles][out_rows][16] floats).
+void run_tiles(int64_t path, const Rows& a, int64_t K, const int32_t* w, const uint16_t* s, int64_t tiles,
+               float* out) {
+  const int rows = static_cast<int>(a.count);
+  if (path == kAvx512) {
+    tile_avx512(a.x, a.ld, a.xsum, rows, K, w, s, tiles, out);
+    return;
   }
+  const int64_t w_tile = (K / 8) * kTileN, s_tile = (K / kGroup) * kTileN;
+  const int64_t out_tile = out_rows(path, rows) * kTileN;
+  for (int64_t t = 0; t < tiles; ++t) {
+    if (path == kAmx) {
+      tile_amx(a.x, a.ld, rows, K, w + t * w_tile, s + t * s_tile, out + t * out_tile);
+    } else {
+      tile_generic(a.x, a.ld, rows, K, w + t * w_tile, s + t * s_tile, out + t * out_tile);
+    }
+  }
+}
+
+// Per-group activation sums (sum_groups) of `rows` rows of K when the path reads them, else an empty vector.
+std::vector<float> row_sums(int64_t path, const uint16_t* x, int64_t rows, int64_t K) {
+  std::vector<float> sums;
+  if (path != kAvx512) return sums;
+  sums.resize(static_cast<size_t>(rows * (K / kGroup)));
+  for (int64_t r = 0; r < rows; ++r) sum_groups(x + r * K, K, sums.data() + r * (K / kGroup));
+  return sums;
+}
+
+// Consecutive tiles per chunk of pool work: about kChunkBytes of weights, so each thread reads long streams
+// (and the AVX-512 kernel's prefetch past a tile's end lands in its own next tile), yet at least 8 chunks per
+// thread so that others pick up the share of a thread the OS deschedules.
+int64_t tiles_per_chunk(int64_t tiles, int64_t K, int64_t threads) {
+  constexpr int64_t kChunkBytes = 256 << 10;
+  const int64_t tile_bytes = (K / 8) * kTileN * 4 + (K / kGroup) * kTileN * 2;
+  return std::max<int64_t>(1, std::min(kChunkBytes / tile_bytes, tiles / (8 * std::max<int64_t>(threads, 1))));
 }
 
 std::function<void()> thread_begin(int64_t path) {
@@ -110,22 +147,27 @@ torch::Tensor w4a16_linear(const torch::Tensor& x, const torch::Tensor& w, const
   auto y = torch::empty({M, n}, x.options());
   if (M == 0) return y;
   const auto xc = x.contiguous();
-  const int64_t m_pad = round_up(M, kAmxRows);
+  const int64_t m_pad = out_rows(path, M);
   std::vector<uint16_t> xp(static_cast<size_t>(m_pad * K), 0);
   permute_rows(reinterpret_cast<const uint16_t*>(xc.data_ptr()), K, M, K, xp.data());
+  const std::vector<float> xsum = row_sums(path, xp.data(), M, K);
+  const Rows rows{xp.data(), K, M, xsum.data()};
   const int32_t* wp = w.data_ptr<int32_t>();
   const uint16_t* sp = reinterpret_cast<const uint16_t*>(s.data_ptr());
   uint16_t* yp = reinterpret_cast<uint16_t*>(y.data_ptr());
-  const int64_t tiles = (n + kTileN - 1) / kTileN;
+  const int64_t tiles = (n + kTileN - 1) / kTileN, per_chunk = tiles_per_chunk(tiles, K, threads);
   WorkPool::instance().run(
-      tiles, static_cast<int>(threads),
-      [&](int64_t t) {
-        std::vector<float> out(static_cast<size_t>(m_pad * kTileN));
-        run_tile(path, xp.data(), K, M, K, wp + t * (K / 8) * kTileN, sp + t * (K / kGroup) * kTileN,
-                 out.data());
-        const int64_t n0 = t * kTileN, cols = std::min<int64_t>(kTileN, n - n0);
-        for (int64_t m = 0; m < M; ++m)
-          for (int64_t i = 0; i < cols; ++i) yp[m * n + n0 + i] = float_to_bf16(out[m * kTileN + i]);
+      (tiles + per_chunk - 1) / per_chunk, static_cast<int>(threads),
+      [&](int64_t chunk) {
+        const int64_t t0 = chunk * per_chunk, count = std::min(tiles - t0, per_chunk);
+        std::vector<float> out(static_cast<size_t>(count * m_pad * kTileN));
+        run_tiles(path, rows, K, wp + t0 * (K / 8) * kTileN, sp + t0 * (K / kGroup) * kTileN, count, out.data());
+        for (int64_t t = 0; t < count; ++t) {
+          const int64_t n0 = (t0 + t) * kTileN, cols = std::min<int64_t>(kTileN, n - n0);
+          const float* o = out.data() + t * m_pad * kTileN;
+          for (int64_t m = 0; m < M; ++m)
+            for (int64_t i = 0; i < cols; ++i) yp[m * n + n0 + i] = float_to_bf16(o[m * kTileN + i]);
+        }
       },
       thread_begin(path), thread_end(path));
   return y;
@@ -169,7 +211,7 @@ torch::Tensor moe_forward(const torch::Tensor& x, const torch::Tensor& ids, cons
     if (!count[e]) continue;
     active.push_back(e);
     row0.push_back(rows_total);
-    rows_total += round_up(count[e], kAmxRows);
+    rows_total += out_rows(path, count[e]);
   }
   std::vector<int64_t> slot_of(E, 0), fill(E, 0), token(rows_total, -1);
   std::vector<float> gate_w(rows_total, 0.f);
@@ -184,6 +226,13 @@ torch::Tensor moe_forward(const torch::Tensor& x, const torch::Tensor& ids, cons
   std::vector<uint16_t> xp(static_cast<size_t>(rows_total * H), 0), hp(static_cast<size_t>(rows_total * I), 0);
   for (int64_t r = 0; r < rows_total; ++r)
     if (token[r] >= 0) permute_rows(xsrc + token[r] * H, H, 1, H, xp.data() + r * H);
+  const std::vector<float> xsum = row_sums(path, xp.data(), rows_total, H);
+  std::vector<float> hsum;  // sums of phase 1's output, for phase 2
+  const int64_t n_active = static_cast<int64_t>(active.size());
+  auto rows_of = [&](int64_t a, const std::vector<uint16_t>& buf, const std::vector<float>& sums, int64_t K) {
+    const float* sum = sums.empty() ? nullptr : sums.data() + row0[a] * (K / kGroup);
+    return Rows{buf.data() + row0[a] * K, K, count[active[a]], sum};
+  };
 
   const int32_t* w13p = w13.data_ptr<int32_t>();
   const uint16_t* s13p = reinterpret_cast<const uint16_t*>(s13.data_ptr());
@@ -192,44 +241,53 @@ torch::Tensor moe_forward(const torch::Tensor& x, const torch::Tensor& ids, cons
   const int64_t tiles13 = 2 * I / kTileN, half = I / kTileN, tiles2 = H / kTileN;
   const int64_t w13_tile = (H / 8) * kTileN, s13_tile = (H / kGroup) * kTileN;
   const int64_t w2_tile = (I / 8) * kTileN, s2_tile = (I / kGroup) * kTileN;
-  const int64_t n_active = static_cast<int64_t>(active.size());
 
+  // Phase 1: chunks of consecutive gate tiles of one expert and the matching up tiles (two streams).
+  const int64_t per1 = tiles_per_chunk(half, H, threads), chunks1 = (half + per1 - 1) / per1;
   WorkPool::instance().run(
-      n_active * half, static_cast<int>(threads),
+      n_active * chunks1, static_cast<int>(threads),
       [&](int64_t chunk) {
-        const int64_t a = chunk / half, j = chunk % half, e = active[a];
-        const int64_t rows = count[e], pad = round_up(rows, kAmxRows);
-        const uint16_t* xa = xp.data() + row0[a] * H;
-        std::vector<float> g(static_cast<size_t>(pad * kTileN)), u(g.size());
-        const int64_t gt = e * tiles13 + j, ut = e * tiles13 + half + j;
-        run_tile(path, xa, H, rows, H, w13p + gt * w13_tile, s13p + gt * s13_tile, g.data());
-        run_tile(path, xa, H, rows, H, w13p + ut * w13_tile, s13p + ut * s13_tile, u.data());
-        for (int64_t m = 0; m < rows; ++m) {
-          uint16_t* h = hp.data() + (row0[a] + m) * I + j * kTileN;
-          for (int i = 0; i < kTileN; ++i) {
-            const float gv = g[m * kTileN + i];
-            const float act = gv / (1.f + std::exp(-gv)) * u[m * kTileN + i];
-            h[(i / 8) * 8 + permuted_pos(i % 8)] = float_to_bf16(act);
+        const int64_t a = chunk / chunks1, j0 = chunk % chunks1 * per1, e = active[a];
+        const int64_t n_tiles = std::min(half - j0, per1), gt = e * tiles13 + j0, ut = gt + half;
+        const Rows in = rows_of(a, xp, xsum, H);
+        const int64_t out_tile = out_rows(path, in.count) * kTileN;
+        std::vector<float> g(static_cast<size_t>(n_tiles * out_tile)), u(g.size());
+        run_tiles(path, in, H, w13p + gt * w13_tile, s13p + gt * s13_tile, n_tiles, g.data());
+        run_tiles(path, in, H, w13p + ut * w13_tile, s13p + ut * s13_tile, n_tiles, u.data());
+        for (int64_t j = 0; j < n_tiles; ++j)
+          for (int64_t m = 0; m < in.count; ++m) {
+            uint16_t* h = hp.data() + (row0[a] + m) * I + (j0 + j) * kTileN;
+            const float* gj = g.data() + j * out_tile + m * kTileN;
+            const float* uj = u.data() + j * out_tile + m * kTileN;
+            for (int i = 0; i < kTileN; ++i) {
+              const float act = gj[i] / (1.f + std::exp(-gj[i])) * uj[i];
+              h[(i / 8) * 8 + permuted_pos(i % 8)] = float_to_bf16(act);
+            }
           }
-        }
       },
       thread_begin(path), thread_end(path));
+  hsum = row_sums(path, hp.data(), rows_total, I);
 
+  // Phase 2: chunks of consecutive output tiles, each expert's run of them read as one stream.
   float* op = out.data_ptr<float>();
+  const int64_t per2 = tiles_per_chunk(tiles2, I, threads);
   WorkPool::instance().run(
-      tiles2, static_cast<int>(threads),
-      [&](int64_t j) {
+      (tiles2 + per2 - 1) / per2, static_cast<int>(threads),
+      [&](int64_t chunk) {
+        const int64_t j0 = chunk * per2, n_tiles = std::min(tiles2 - j0, per2);
         std::vector<float> y;
         for (int64_t a = 0; a < n_active; ++a) {
-          const int64_t e = active[a], rows = count[e];
-          y.assign(static_cast<size_t>(round_up(rows, kAmxRows) * kTileN), 0.f);
-          const int64_t t = e * tiles2 + j;
-          run_tile(path, hp.data() + row0[a] * I, I, rows, I, w2p + t * w2_tile, s2p + t * s2_tile, y.data());
-          for (int64_t m = 0; m < rows; ++m) {
-            float* o = op + token[row0[a] + m] * H + j * kTileN;
-            const float gw = gate_w[row0[a] + m];
-            for (int i = 0; i < kTileN; ++i) o[i] += gw * y[m * kTileN + i];
-          }
+          const Rows in = rows_of(a, hp, hsum, I);
+          const int64_t out_tile = out_rows(path, in.count) * kTileN, t = active[a] * tiles2 + j0;
+          y.resize(static_cast<size_t>(n_tiles * out_tile));
+          run_tiles(path, in, I, w2p + t * w2_tile, s2p + t * s2_tile, n_tiles, y.data());
+          for (int64_t j = 0; j < n_tiles; ++j)
+            for (int64_t m = 0; m < in.count; ++m) {
+              float* o = op + token[row0[a] + m] * H + (j0 + j) * kTileN;
+              const float* yj = y.data() + j * out_tile + m * kTileN;
+              const float gw = gate_w[row0[a] + m];
+              for (int i = 0; i < kTileN; ++i) o[i] += gw * yj[i];
+            }
         }
       },
       thread_begin(path), thread_end(path));

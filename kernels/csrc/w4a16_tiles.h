@@ -69,10 +69,25 @@ inline void tile_generic(const uint16_t* xp, int64_t ldx, int m_rows, int64_t K,
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// AVX-512 BF16 path: nibbles become bf16 integers through one vpermw table lookup (vpermw reads only the
-// low 5 bits of each index, so no masking), then vdpbf16ps does 32 multiply-adds per instruction in fp32.
+// AVX-512 BF16 path: vdpbf16ps does 32 multiply-adds per instruction in fp32 and bounds the compute (one per
+// two cycles on Sapphire Rapids), so the unpack around it is kept small: a nibble u becomes the bf16 number
+// 128 + u (exact) with one vpternlogd, u | 0x4300, rather than a vpermw lookup that only port 5 runs. The
+// 136 * sum(x) this adds per group (128 + the code offset 8) is taken off per group from xsum (sum_groups).
 #define SWK_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma")))
 
+constexpr int kPrefetch = 2048;  // bytes of codes prefetched ahead, so reads stay in flight while groups unpack
+
+// xsum[g] = 136 * (sum of the 32 activations of group g), fp32, for one row of K activations.
+inline void sum_groups(const uint16_t* x, int64_t K, float* xsum) {
+  for (int64_t g = 0; g < K / kGroup; ++g) {
+    float sum = 0.f;
+    for (int k = 0; k < kGroup; ++k) sum += bf16_to_float(x[g * kGroup + k]);
+    xsum[g] = 136.f * sum;
+  }
+}
+
+// bf16 of u - 8 for a vpermw lookup, as the AMX path dequantizes (vpermw reads only the low 5 bits of each
+// index, so no masking).
 SWK_AVX512 inline __m512i nibble_lut() {
   alignas(64) uint16_t lut[32];
   for (int i = 0; i < 32; ++i) lut[i] = float_to_bf16(static_cast<float>((i & 15) - 8));
@@ -84,51 +99,73 @@ SWK_AVX512 inline __m512 load_scales(const uint16_t* s) {
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));
 }
 
-template <int MB>
-SWK_AVX512 inline void tile_avx512_block(const uint16_t* xp, int64_t ldx, int64_t K, const int32_t* w,
-                                         const uint16_t* s, float* out) {
-  const __m512i lut = nibble_lut();
-  __m512 acc[MB];
-  for (int m = 0; m < MB; ++m) acc[m] = _mm512_setzero_ps();
-  for (int64_t g = 0; g < K / kGroup; ++g) {
-    // One partial sum per (row, nibble pair) keeps four independent dependency chains per row.
-    __m512 part[MB][4];
-    for (int m = 0; m < MB; ++m)
-      for (int p = 0; p < 4; ++p) part[m][p] = _mm512_setzero_ps();
-    for (int c = 0; c < 4; ++c) {
-      const __m512i word = _mm512_loadu_si512(w + (g * 4 + c) * kTileN);
-      __m512bh b[4];
-      b[0] = (__m512bh)_mm512_permutexvar_epi16(word, lut);
-      b[1] = (__m512bh)_mm512_permutexvar_epi16(_mm512_srli_epi16(word, 4), lut);
-      b[2] = (__m512bh)_mm512_permutexvar_epi16(_mm512_srli_epi16(word, 8), lut);
-      b[3] = (__m512bh)_mm512_permutexvar_epi16(_mm512_srli_epi16(word, 12), lut);
-      const int64_t k0 = g * kGroup + c * 8;
+// MB rows of activations (xsum: MB rows of K/32 sums) times NT consecutive tiles; tile t's rows go to
+// out + t * out_tile. Prefetches past the last tile's end on purpose: callers walk consecutive tiles, which lie
+// back to back in memory.
+template <int MB, int NT>
+SWK_AVX512 inline void tile_avx512_block(const uint16_t* xp, int64_t ldx, const float* xsum, int64_t K,
+                                         const int32_t* w, const uint16_t* s, int64_t out_tile, float* out) {
+  const __m512i low_nibble = _mm512_set1_epi16(0x000f), bias = _mm512_set1_epi16(0x4300);
+  const int64_t groups = K / kGroup, w_tile = groups * 4 * kTileN, s_tile = groups * kTileN;
+  __m512 acc[NT][MB];
+  for (int t = 0; t < NT; ++t)
+    for (int m = 0; m < MB; ++m) acc[t][m] = _mm512_setzero_ps();
+  for (int64_t g = 0; g < groups; ++g) {
+    for (int t = 0; t < NT; ++t) {
+      const int32_t* wg = w + t * w_tile + g * 4 * kTileN;
+      for (int l = 0; l < 4; ++l)
+        _mm_prefetch(reinterpret_cast<const char*>(wg) + kPrefetch + 64 * l, _MM_HINT_T0);
+      // Two chains per row; groups are independent, so out-of-order execution overlaps them.
+      __m512 part[MB][2];
+      for (int m = 0; m < MB; ++m) part[m][0] = part[m][1] = _mm512_setzero_ps();
+      for (int c = 0; c < 4; ++c) {
+        const __m512i word = _mm512_loadu_si512(wg + c * kTileN);
+        for (int p = 0; p < 4; ++p) {
+          const __m512i nibble = p ? _mm512_srli_epi16(word, 4 * p) : word;
+          const __m512bh b = (__m512bh)_mm512_ternarylogic_epi32(nibble, low_nibble, bias, 0xea);  // (a & b) | c
+          for (int m = 0; m < MB; ++m) {
+            const int32_t* xpair = reinterpret_cast<const int32_t*>(xp + m * ldx + g * kGroup + c * 8);
+            part[m][p & 1] = _mm512_dpbf16_ps(part[m][p & 1], b, (__m512bh)_mm512_set1_epi32(xpair[p]));
+          }
+        }
+      }
+      const __m512 sc = load_scales(s + t * s_tile + g * kTileN);
       for (int m = 0; m < MB; ++m) {
-        const int32_t* xpair = reinterpret_cast<const int32_t*>(xp + m * ldx + k0);
-        for (int p = 0; p < 4; ++p)
-          part[m][p] = _mm512_dpbf16_ps(part[m][p], b[p], (__m512bh)_mm512_set1_epi32(xpair[p]));
+        const __m512 dot = _mm512_add_ps(part[m][0], part[m][1]);
+        acc[t][m] = _mm512_fmadd_ps(_mm512_sub_ps(dot, _mm512_set1_ps(xsum[m * groups + g])), sc, acc[t][m]);
       }
     }
-    const __m512 sc = load_scales(s + g * kTileN);
-    for (int m = 0; m < MB; ++m) {
-      const __m512 sum = _mm512_add_ps(_mm512_add_ps(part[m][0], part[m][1]),
-                                       _mm512_add_ps(part[m][2], part[m][3]));
-      acc[m] = _mm512_fmadd_ps(sum, sc, acc[m]);
-    }
   }
-  for (int m = 0; m < MB; ++m) _mm512_storeu_ps(out + m * kTileN, acc[m]);
+  for (int t = 0; t < NT; ++t)
+    for (int m = 0; m < MB; ++m) _mm512_storeu_ps(out + t * out_tile + m * kTileN, acc[t][m]);
 }
 
-SWK_AVX512 inline void tile_avx512(const uint16_t* xp, int64_t ldx, int m_rows, int64_t K, const int32_t* w,
-                                   const uint16_t* s, float* out) {
-  int m = 0;
-  // Four rows share each unpacked weight vector; more would spill the 32 vector registers.
-  for (; m + 4 <= m_rows; m += 4) tile_avx512_block<4>(xp + m * ldx, ldx, K, w, s, out + m * kTileN);
-  switch (m_rows - m) {
-    case 3: tile_avx512_block<3>(xp + m * ldx, ldx, K, w, s, out + m * kTileN); break;
-    case 2: tile_avx512_block<2>(xp + m * ldx, ldx, K, w, s, out + m * kTileN); break;
-    case 1: tile_avx512_block<1>(xp + m * ldx, ldx, K, w, s, out + m * kTileN); break;
-    default: break;
+// `tiles` consecutive tiles for m_rows rows into out ([tiles][m_rows][16] floats).
+SWK_AVX512 inline void tile_avx512(const uint16_t* xp, int64_t ldx, const float* xsum, int m_rows, int64_t K,
+                                   const int32_t* w, const uint16_t* s, int64_t tiles, float* out) {
+  const int64_t groups = K / kGroup, w_tile = groups * 4 * kTileN, s_tile = groups * kTileN;
+  const int64_t out_tile = m_rows * kTileN;
+  int64_t t = 0;
+  // One row (decode): two tiles at a time, as two streams keep more reads in flight than one.
+  if (m_rows == 1)
+    for (; t + 2 <= tiles; t += 2)
+      tile_avx512_block<1, 2>(xp, ldx, xsum, K, w + t * w_tile, s + t * s_tile, out_tile, out + t * out_tile);
+  for (; t < tiles; ++t) {
+    const int32_t* wt = w + t * w_tile;
+    const uint16_t* st = s + t * s_tile;
+    float* o = out + t * out_tile;
+    int m = 0;
+    // Four rows share each unpacked weight vector; more would spill the 32 vector registers.
+    for (; m + 4 <= m_rows; m += 4)
+      tile_avx512_block<4, 1>(xp + m * ldx, ldx, xsum + m * groups, K, wt, st, out_tile, o + m * kTileN);
+    const uint16_t* xm = xp + m * ldx;
+    const float* sm = xsum + m * groups;
+    switch (m_rows - m) {
+      case 3: tile_avx512_block<3, 1>(xm, ldx, sm, K, wt, st, out_tile, o + m * kTileN); break;
+      case 2: tile_avx512_block<2, 1>(xm, ldx, sm, K, wt, st, out_tile, o + m * kTileN); break;
+      case 1: tile_avx512_block<1, 1>(xm, ldx, sm, K, wt, st, out_tile, o + m * kTileN); break;
+      default: break;
+    }
   }
 }
 
@@ -198,6 +235,8 @@ SWK_AMX inline void tile_amx_pass(const uint16_t* xp, int64_t ldx, int64_t K, co
   const int64_t stride = ldx * 2;
   for (int64_t g = 0; g < K / kGroup; ++g) {
     uint16_t* b = bbuf[g & 1];
+    const char* ahead = reinterpret_cast<const char*>(w + g * 4 * kTileN) + kPrefetch;  // as tile_avx512_block
+    for (int l = 0; l < 4; ++l) _mm_prefetch(ahead + 64 * l, _MM_HINT_T0);
     amx_dequant_group(w, s, g, lut, interleave, b);
     _tile_loadd(5, b, 64);
     const uint16_t* a = xp + g * kGroup;
