@@ -50,12 +50,15 @@ class _Outcome:
 
 @asynccontextmanager
 async def heartbeating(interval_s: float) -> AsyncIterator[None]:
-    """Heartbeat in the background while a long call runs, so a live agent is never taken for stalled."""
+    """Heartbeat in the background while a long call runs, so a live agent is never taken for stalled.
+
+    The first beat waits one interval: Temporal sends a first heartbeat at once (a write on the server), and most
+    attempts that end sooner need none."""
 
     async def beat() -> None:
         while True:
-            activity.heartbeat()
             await asyncio.sleep(interval_s)
+            activity.heartbeat()
 
     task = asyncio.create_task(beat())
     try:
@@ -212,7 +215,6 @@ class SubagentActivities:
             for call in (reply.tool_calls or []) if toolset and context else []:
                 result = await toolset.call(call["name"], call["arguments"], context)  # type: ignore[union-attr,arg-type]
                 added.append(as_tool_message(call["id"], result))
-            activity.heartbeat(step)
             messages.extend(added)
             last_answer, used_tools = reply.content, len(added) > 1
             prompt_tokens += reply.prompt_tokens
