@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import select
@@ -10,8 +11,9 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from swarmkeep.activities.prompts import plan_messages, plan_schema, regenerate_messages, synthesis_messages
-from swarmkeep.inference.client import LLMClient
+from swarmkeep.inference.client import CONTEXT_TOO_LONG, LLMClient
 from swarmkeep.messages import (
+    DependencyConclusion,
     PlanItem,
     PlanOutcome,
     PlanRequest,
@@ -27,6 +29,7 @@ from swarmkeep.workflows.plan_guards import PlannedSubtask, plan_findings
 from swarmkeep.workflows.planning import PLAN_ATTEMPTS, find_cycle
 
 PREVIEW_CHARS = 400
+MIN_CONCLUSION_CHARS = 100  # conclusions are never cut shorter than this to fit a small model's context
 
 
 def parse_plan(text: str) -> tuple[list[dict[str, Any]], str | None]:
@@ -58,6 +61,14 @@ def parse_plan(text: str) -> tuple[list[dict[str, Any]], str | None]:
             }
         )
     return tidy_ids(subtasks), None
+
+
+def shortened(conclusions: list[DependencyConclusion], limit: int) -> list[DependencyConclusion]:
+    """The conclusions, each cut to at most ``limit`` characters."""
+    return [
+        replace(c, conclusion=c.conclusion[: limit - 1].rstrip() + "…") if len(c.conclusion) > limit else c
+        for c in conclusions
+    ]
 
 
 def mend_dependencies(subtasks: list[dict[str, Any]]) -> list[str]:
@@ -163,8 +174,21 @@ class PlannerActivities:
     async def synthesize(self, request: SynthesisRequest) -> SynthesisOutcome:
         """One orchestrator call over the conclusions; the answer goes to the job row."""
         job = await self._job(request.job_id)
-        messages = synthesis_messages(job.task, request.conclusions)
-        reply = await self.llm.chat(messages, max_tokens=self.max_tokens * 2)
+        conclusions = list(request.conclusions)
+        while True:
+            messages = synthesis_messages(job.task, conclusions)
+            try:
+                reply = await self.llm.chat(messages, max_tokens=self.max_tokens * 2)
+                break
+            except ApplicationError as error:
+                longest = max((len(c.conclusion) for c in conclusions), default=0)
+                if error.type != CONTEXT_TOO_LONG or longest <= MIN_CONCLUSION_CHARS:
+                    raise
+                # The conclusions do not fit the model's context: cut the longest to half and ask again.
+                activity.logger.warning(
+                    "synthesis of %s: conclusions cut to %d chars to fit", request.job_id, longest // 2
+                )
+                conclusions = shortened(conclusions, max(longest // 2, MIN_CONCLUSION_CHARS))
         async with session_scope(self.database_url) as session:
             stored = await session.get(Job, request.job_id)
             assert stored is not None

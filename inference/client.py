@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import re
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -53,6 +54,11 @@ def retry_after_seconds(headers: Any) -> float:
         return max(parsed.timestamp() - time.time(), 0.0) if parsed else DEFAULT_RETRY_AFTER_S
 
 
+# How OpenAI-compatible servers (vLLM, OpenAI, Moonshot) say a prompt is longer than the model's context.
+CONTEXT_TOO_LONG = "LLMContextTooLong"
+CONTEXT_TOO_LONG_RE = re.compile(r"context length|context_length|context window|token limit", re.IGNORECASE)
+
+
 def to_activity_error(error: openai.OpenAIError) -> ApplicationError:
     """Turn an SDK error into the failure Temporal should see: retryable, with the server's delay on 429."""
     if isinstance(error, openai.RateLimitError):
@@ -68,6 +74,12 @@ def to_activity_error(error: openai.OpenAIError) -> ApplicationError:
         return ApplicationError(f"Could not reach the LLM endpoint: {error}", type="LLMUnreachable")
     if isinstance(error, openai.APIStatusError):
         status = error.status_code
+        if status == 400 and CONTEXT_TOO_LONG_RE.search(error.message):
+            return ApplicationError(
+                f"The prompt does not fit the model's context: {error.message}",
+                type=CONTEXT_TOO_LONG,
+                non_retryable=True,
+            )
         # A request the endpoint rejects as malformed or unauthorised fails the same way every time.
         permanent = status in (400, 401, 403, 404, 422)
         return ApplicationError(

@@ -13,10 +13,12 @@ from swarmkeep.activities.prompts import extract_conclusion
 from swarmkeep.inference.client import LLMClient, retry_after_seconds, to_activity_error
 
 
-def status_error(cls: type[openai.APIStatusError], status: int, headers: dict[str, str]) -> openai.APIStatusError:
+def status_error(
+    cls: type[openai.APIStatusError], status: int, headers: dict[str, str], message: str = "boom"
+) -> openai.APIStatusError:
     request = httpx.Request("POST", "http://x/v1/chat/completions")
     response = httpx.Response(status, headers=headers, request=request)
-    return cls("boom", response=response, body=None)
+    return cls(message, response=response, body=None)
 
 
 def test_rate_limit_becomes_retry_with_the_servers_delay() -> None:
@@ -35,6 +37,13 @@ def test_retry_after_forms() -> None:
 def test_server_errors_retry_but_bad_requests_do_not() -> None:
     assert not to_activity_error(status_error(openai.InternalServerError, 503, {})).non_retryable
     assert to_activity_error(status_error(openai.BadRequestError, 400, {})).non_retryable
+
+
+def test_a_prompt_over_the_context_is_its_own_error() -> None:
+    vllm = "This model's maximum context length is 4096 tokens. However, your prompt contains 4097 input tokens."
+    error = to_activity_error(status_error(openai.BadRequestError, 400, {}, vllm))
+    assert (error.type, error.non_retryable) == ("LLMContextTooLong", True)
+    assert to_activity_error(status_error(openai.BadRequestError, 400, {})).type == "LLMHttp400"
 
 
 def test_kimi_models_get_thinking_options_and_others_none() -> None:

@@ -167,3 +167,15 @@ async def test_temporal_ui_can_filter_jobs_by_search_attributes(swarm_factory) -
     assert found == [job_id]
     description = await swarm.client.get_workflow_handle(job_id).describe()
     assert (await description.static_summary()) == "Write a short report."
+
+
+async def test_conclusions_too_long_for_the_models_context_are_cut_to_fit(swarm_factory) -> None:
+    """A small local model's context (4096 tokens) cannot hold every long conclusion: the synthesis asks again with
+    each cut shorter instead of failing the job."""
+    swarm = await swarm_factory()
+    swarm.llm.reset(Script(plans=[fan_out_plan(4)], steps_to_conclude=1, conclusion_pad=1000, context_chars=3500))
+    job = await swarm.wait(await swarm.submit())
+    assert job["status"] == "succeeded", job
+    assert all(len(s["conclusion"]) > 1000 for s in job["subtasks"])  # stored whole; only the synthesis saw less
+    refused, accepted = (sum(len(m["content"]) for m in c["body"]["messages"]) for c in swarm.llm.calls("synthesis"))
+    assert accepted <= 3500 < refused

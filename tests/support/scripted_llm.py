@@ -77,6 +77,8 @@ class Script:
     # Tool calls a sub-agent makes, one per step, before it concludes: {subtask id: [(tool name, arguments)]}
     tool_plan: dict[str, list[tuple[str, dict[str, Any]]]] = field(default_factory=dict)
     faults: list[Fault] = field(default_factory=list)
+    conclusion_pad: int = 0  # lengthen each conclusion by this many characters
+    context_chars: int = 0  # a request whose messages are longer is refused as vLLM does (0: no limit)
     on_subagent: Callable[[str, int], None] | None = None  # called with (subtask id, step)
 
 
@@ -144,7 +146,8 @@ class ScriptedLLM:
             return f"Do part {subtask}. Keep it short."
         filler = "x" * script.filler_chars
         if step >= script.steps_to_conclude:
-            return f"Work on {subtask}, step {step}. {filler}\nCONCLUSION: result of {subtask}"
+            pad = " and more" + "." * max(script.conclusion_pad - 9, 0) if script.conclusion_pad else ""
+            return f"Work on {subtask}, step {step}. {filler}\nCONCLUSION: result of {subtask}{pad}"
         return f"Work on {subtask}, step {step}: drafting. {filler}"
 
     def _build_app(self) -> FastAPI:
@@ -168,6 +171,13 @@ class ScriptedLLM:
             kind, subtask, step = self._classify(body)
             with self._lock:
                 self.requests.append({"kind": kind, "subtask": subtask, "step": step, "at": time.time(), "body": body})
+            length = sum(len(str(m.get("content") or "")) for m in body.get("messages", []))
+            if self.script.context_chars and length > self.script.context_chars:
+                message = (
+                    f"This model's maximum context length is {self.script.context_chars} tokens. However, your "
+                    f"prompt contains at least {length} input tokens. Please reduce the length of the input prompt."
+                )
+                return JSONResponse({"error": {"message": message, "type": "BadRequestError"}}, status_code=400)
             fault = self._take_fault(kind, subtask)
             if kind == "subagent":
                 if self.script.on_subagent and subtask:
