@@ -184,7 +184,7 @@ class PlannerActivities:
                 longest = max((len(c.conclusion) for c in conclusions), default=0)
                 if error.type != CONTEXT_TOO_LONG or longest <= MIN_CONCLUSION_CHARS:
                     raise
-                # The conclusions do not fit the model's context: cut the longest to half and ask again.
+                # The conclusions do not fit the model's context: cut each to half the longest and ask again.
                 activity.logger.warning(
                     "synthesis of %s: conclusions cut to %d chars to fit", request.job_id, longest // 2
                 )
