@@ -19,9 +19,9 @@ from pathlib import Path
 import httpx
 
 from swarmkeep.inference.model_prep import prepare_local_model
-from swarmkeep.inference.model_server import find_free_port
 from swarmkeep.inference.moe_model import prepare_moe_test_model
 from swarmkeep.inference.profiles import ProfileServer, get_profile
+from swarmkeep.services.process import free_port
 
 OUT = Path(__file__).resolve().parent / "out"
 TOPICS = ["the sea", "a city at night", "mountains", "an old library", "rain", "a train journey", "autumn", "bread"]
@@ -68,7 +68,7 @@ def run(subject: Subject, levels: list[int], tokens: int, repeats: int, logs: Pa
         subject.profile,
         get_profile(subject.profile),
         str(subject.path),
-        port=find_free_port(),
+        port=free_port(),
         log_file=logs / f"serve-{subject.label.split()[0]}.log",
         int4_moe_backend=subject.backend,
     )

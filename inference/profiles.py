@@ -14,7 +14,6 @@ settings and the CLI can use it freely.
 
 from __future__ import annotations
 
-import atexit
 import importlib.metadata
 import os
 import shutil
@@ -22,17 +21,19 @@ import subprocess
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+if TYPE_CHECKING:  # settings imports this module
+    from swarmkeep.settings import Settings
+
 from swarmkeep.inference.model_prep import MODEL_NAME, LocalModelError
-from swarmkeep.inference.model_server import DEFAULT_MAX_MODEL_LEN, LocalModelServer, port_is_free
+from swarmkeep.inference.model_server import DEFAULT_MAX_MODEL_LEN, LocalModelServer
 from swarmkeep.inference.vllm_plugin import BACKEND_ENV, LOG_MARKER
 
 Say = Callable[[str], None]
 PLUGIN_ENTRY_POINT = "swarmkeep_int4_moe"
-DEFAULT_PROFILE = "cpu-small"
 
 
 class ProfileSpec(BaseModel):
@@ -191,8 +192,6 @@ def prepare_model(spec: ProfileSpec, models_dir: Path, say: Say) -> str:
 class ProfileServer(LocalModelServer):
     """A vLLM server for one profile: its command, environment, health check, log file and clean stop."""
 
-    _proc: subprocess.Popen[bytes] | None
-
     def __init__(
         self,
         name: str,
@@ -252,27 +251,10 @@ class ProfileServer(LocalModelServer):
         env.update(self.spec.env)
         return env
 
-    def start(self) -> None:
-        """Start the server in its own process group, its output going to the log file."""
+    def check_model(self) -> None:
+        """A folder must hold a prepared model; anything else is a Hugging Face id that vLLM fetches itself."""
         if Path(self.model).is_dir():
-            super().start()
-            return
-        # A Hugging Face id: vLLM fetches it, so the parent's local-folder check does not apply.
-        if self._proc is not None and self._proc.poll() is None:
-            raise ProfileError(f"The {self.name} server is already running (pid {self._proc.pid}).")
-        if not port_is_free(self.host, self.port):
-            raise ProfileError(f"Port {self.port} on {self.host} is already in use; set SWARMKEEP_LOCAL_MODEL_PORT.")
-        self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        self._log = self.log_file.open("wb")
-        self._proc = subprocess.Popen(
-            self.command(),
-            env=self.env(),
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        atexit.register(self.stop)
+            super().check_model()
 
     def wait_healthy(self, timeout: float | None = None) -> float:
         """Poll /health until it answers (the profile's timeout by default); raise, quoting the log, if not."""
@@ -283,16 +265,11 @@ class ProfileServer(LocalModelServer):
         return any(LOG_MARKER in line and "kernels" in line for line in self.log_tail(10_000).splitlines())
 
 
-def _setting(settings: Any, name: str, default: Any) -> Any:
-    # The profile settings are read by name so this module works with Settings before and after they gain them.
-    return getattr(settings, name, None) or default
-
-
-def profile_server(settings: Any, name: str | None = None, say: Say | None = None) -> ProfileServer:
+def profile_server(settings: Settings, name: str | None = None, say: Say | None = None) -> ProfileServer:
     """The server of profile ``name`` (default: the SWARMKEEP_MODEL_PROFILE setting), checked and prepared."""
     say = say or (lambda _message: None)
-    name = name or _setting(settings, "model_profile", DEFAULT_PROFILE)
-    spec = get_profile(name, _setting(settings, "model_profiles", {}))
+    name = name or settings.model_profile
+    spec = get_profile(name, settings.model_profiles)
     check_hardware(name, spec)
     model = prepare_model(spec, settings.effective_model_dir, say)
     return ProfileServer(
@@ -301,11 +278,10 @@ def profile_server(settings: Any, name: str | None = None, say: Say | None = Non
         model,
         port=settings.local_model_port,
         log_file=settings.data_dir / "logs" / "model.log",
-        int4_moe_backend=_setting(settings, "int4_moe_backend", "auto"),
+        int4_moe_backend=settings.int4_moe_backend,
     )
 
 
-def served_model_name(settings: Any) -> str:
+def served_model_name(settings: Settings) -> str:
     """The model name the profile in the settings serves (what the swarm should ask for)."""
-    name = _setting(settings, "model_profile", DEFAULT_PROFILE)
-    return get_profile(name, _setting(settings, "model_profiles", {})).served_model_name
+    return get_profile(settings.model_profile, settings.model_profiles).served_model_name

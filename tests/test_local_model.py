@@ -21,9 +21,9 @@ from swarmkeep.inference.local_model import (
     MODEL_NAME,
     LocalModelError,
     LocalModelServer,
-    find_free_port,
     prepare_local_model,
 )
+from swarmkeep.services.process import free_port
 
 # --- conversion bookkeeping (fast, no model) ---------------------------------------------------------
 
@@ -104,7 +104,7 @@ def local_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMode
     model_dir = Path(os.environ.get("SWARMKEEP_MODEL_DIR", "~/.cache/swarmkeep/models")).expanduser()
     model_path = prepare_local_model(model_dir)
     log_file = tmp_path_factory.mktemp("local_model") / "vllm.log"
-    with LocalModelServer(model_path, port=find_free_port(), log_file=log_file) as server:
+    with LocalModelServer(model_path, port=free_port(), log_file=log_file) as server:
         yield server
 
 

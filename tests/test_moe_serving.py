@@ -18,10 +18,10 @@ from typing import Any
 import httpx
 import pytest
 
-from swarmkeep.inference.model_server import find_free_port
 from swarmkeep.inference.moe_model import MoETestModel, load_reference, prepare_moe_test_model
 from swarmkeep.inference.profiles import ProfileServer, check_hardware, get_profile
 from swarmkeep.inference.vllm_plugin import LOG_MARKER
+from swarmkeep.services.process import free_port
 
 pytestmark = [
     pytest.mark.local_model,
@@ -70,7 +70,7 @@ def server(moe_model: MoETestModel, tmp_path_factory: pytest.TempPathFactory) ->
     check_hardware("cpu-moe-int4", spec)
     log_file = tmp_path_factory.mktemp("moe_server") / "vllm.log"
     server = ProfileServer(
-        "cpu-moe-int4", spec, str(moe_model.int4), port=find_free_port(), log_file=log_file,
+        "cpu-moe-int4", spec, str(moe_model.int4), port=free_port(), log_file=log_file,
         int4_moe_backend="swarmkeep",
     )  # fmt: skip
     with server:

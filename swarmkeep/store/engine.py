@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import weakref
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
@@ -93,11 +94,7 @@ async def session_scope(url: str) -> AsyncIterator[AsyncSession]:
     other sub-agent of connections.
     """
     turn = None if _taking_turn.get() else _sqlite_turn(url)
-    if turn is None:
-        async with _session(url) as session:
-            yield session
-        return
-    async with turn:
+    async with turn or contextlib.nullcontext():
         taking = _taking_turn.set(True)
         try:
             async with _session(url) as session:
