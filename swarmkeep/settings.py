@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     )
     worker_orchestrator: bool = Field(True, description="This worker also runs workflows and orchestrator calls.")
     worker_name: str = Field("", description="How this worker is named in subtask records; empty means host-pid.")
+    worker_subagents: int = Field(
+        HARD_MAX_PARALLEL,
+        ge=1,
+        description="Most sub-agents of one role this worker runs at once; it asks for more only when one ends.",
+    )
     role_models: dict[str, str] = Field(
         default_factory=dict, description='Model per role (JSON, e.g. {"coder": "kimi-k2.6"}); others use the default.'
     )

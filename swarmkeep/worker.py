@@ -22,7 +22,7 @@ from swarmkeep.activities.subagent import SubagentActivities
 from swarmkeep.inference.client import LLMClient
 from swarmkeep.roles import ROLES, queue_for
 from swarmkeep.search_attributes import register as register_search_attributes
-from swarmkeep.settings import HARD_MAX_PARALLEL, Settings
+from swarmkeep.settings import Settings
 from swarmkeep.store.migrate import require_migrated
 from swarmkeep.temporal_client import connect
 from swarmkeep.workflows.callback import DeliverCallbackWorkflow
@@ -89,8 +89,9 @@ def build_worker(client: Client, settings: Settings, llm: LLMClient | None = Non
                 client,
                 task_queue=queue_for(settings.task_queue, role),
                 activities=[subagents.run_subagent],
-                # Enough slots for every sub-agent of a full-width job.
-                max_concurrent_activities=HARD_MAX_PARALLEL,
+                # By default, enough slots for every sub-agent of a full-width job. A worker with no free slot
+                # has no poll open, so Temporal hands it no sub-agent it cannot start.
+                max_concurrent_activities=settings.worker_subagents,
             )
         )
     return SwarmWorkers(workers, roles, settings.worker_orchestrator)

@@ -7,6 +7,7 @@ runs as well where a Docker CLI with Compose is installed.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import json
 import os
@@ -559,9 +560,10 @@ def test_n8n_image_installs_the_node_package() -> None:
 # --- The health check script, against a real Temporal server and API ---------------------------------------
 
 
-def run_healthcheck(args: list[str], env: Mapping[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(HEALTHCHECK), *args], capture_output=True, text=True, timeout=60,
+async def run_healthcheck(args: list[str], env: Mapping[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The check in a thread, so the in-process worker goes on polling on this event loop meanwhile."""
+    return await asyncio.to_thread(
+        subprocess.run, [sys.executable, str(HEALTHCHECK), *args], capture_output=True, text=True, timeout=60,
         env={**os.environ, **env}, cwd=cwd,
     )  # fmt: skip
 
@@ -571,12 +573,17 @@ async def test_healthcheck_script(swarm_factory: Any, tmp_path: Path) -> None:
     env = settings_env(swarm.settings)
     base = str(swarm.api.base_url).rstrip("/")
 
-    assert run_healthcheck(["http", f"{base}/readyz"], env, tmp_path).returncode == 0
-    failed = run_healthcheck(["http", f"{base}/no-such-page"], env, tmp_path)
+    assert (await run_healthcheck(["http", f"{base}/readyz"], env, tmp_path)).returncode == 0
+    failed = await run_healthcheck(["http", f"{base}/no-such-page"], env, tmp_path)
     assert failed.returncode == 1 and "404" in failed.stderr
 
-    polling = run_healthcheck(["worker"], env, tmp_path)
+    # Temporal lists a worker once its first poll arrives; like a container's health check, try a few times.
+    for _ in range(20):
+        polling = await run_healthcheck(["worker"], env, tmp_path)
+        if polling.returncode == 0:
+            break
+        await asyncio.sleep(0.5)
     assert polling.returncode == 0, polling.stderr
-    idle = run_healthcheck(["worker"], {**env, "SWARMKEEP_TASK_QUEUE": "nobody-polls-this"}, tmp_path)
+    idle = await run_healthcheck(["worker"], {**env, "SWARMKEEP_TASK_QUEUE": "nobody-polls-this"}, tmp_path)
     assert idle.returncode == 1 and "no worker on host" in idle.stderr
-    assert run_healthcheck([], env, tmp_path).returncode == 2
+    assert (await run_healthcheck([], env, tmp_path)).returncode == 2

@@ -95,29 +95,40 @@ async def test_malformed_tool_call_is_retried(swarm_factory) -> None:
 
 
 async def test_stalled_worker_is_caught_by_the_heartbeat_timeout(swarm_factory, tmp_path: Path) -> None:
-    """A worker frozen with SIGSTOP stops heartbeating; its sub-agents are retried on a live worker."""
+    """A worker frozen with SIGSTOP stops heartbeating; its sub-agents are retried on a live worker.
+
+    The frozen worker has exactly one slot per sub-agent, so once it holds all three it has no poll open: a poll
+    left open by a frozen process would still be handed the retries, and they would stall there too.
+    """
     swarm = await swarm_factory(worker=False, heartbeat_timeout_s=3.0, hedging=False)
-    swarm.llm.reset(Script(plans=[fan_out_plan(3)], steps_to_conclude=2, subagent_delay_s=1.0))
-    frozen = swarmkeep_process("worker", swarm.settings, tmp_path / "frozen.log")
-    frozen.start()
-    live = swarmkeep_process("worker", swarm.settings, tmp_path / "live.log")
-    try:
-        job_id = await swarm.submit()
-        for _ in range(300):
-            job = await swarm.job(job_id)
-            if job["subtasks"] and all(s["status"] == "running" for s in job["subtasks"]):
-                break
-            await asyncio.sleep(0.1)
-        frozen.signal(signal.SIGSTOP)
-        live.start()
-        job = await swarm.wait(job_id, timeout=120)
-    finally:
-        frozen.signal(signal.SIGCONT)
-        frozen.stop()
-        live.stop()
+    swarm.llm.reset(Script(plans=[fan_out_plan(3, roles=("coder",))], steps_to_conclude=2, subagent_delay_s=1.0))
+    orchestrator = build_worker(swarm.client, swarm.settings.model_copy(update={"worker_roles": ["writer"]}))
+    frozen_settings = swarm.settings.model_copy(
+        update={"worker_roles": ["coder"], "worker_orchestrator": False, "worker_subagents": 3, "worker_name": "frozen"}
+    )
+    frozen = swarmkeep_process("worker", frozen_settings, tmp_path / "frozen.log")
+    live_settings = swarm.settings.model_copy(update={"worker_orchestrator": False, "worker_name": "live"})
+    live = swarmkeep_process("worker", live_settings, tmp_path / "live.log")
+    async with orchestrator:
+        frozen.start()
+        try:
+            job_id = await swarm.submit()
+            for _ in range(600):
+                job = await swarm.job(job_id)
+                if job["subtasks"] and all(s["status"] == "running" for s in job["subtasks"]):
+                    break
+                await asyncio.sleep(0.1)
+            frozen.signal(signal.SIGSTOP)
+            live.start()
+            job = await swarm.wait(job_id, timeout=120)
+        finally:
+            frozen.signal(signal.SIGKILL)  # it never wakes up: a late step of its own cannot touch the notebook
+            frozen.stop()
+            live.stop()
     assert job["status"] == "succeeded"
     await assert_nothing_lost(swarm, job, 3, 2)
-    assert job["metrics"]["retries"] >= 1
+    assert {s["worker"] for s in job["subtasks"]} == {"live"}
+    assert job["metrics"]["retries"] >= 3 and job["metrics"]["reassignments"] == 0
 
 
 async def test_temporal_server_restart_mid_run(swarm_factory, scripted_llm, tmp_path: Path) -> None:

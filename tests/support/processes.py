@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -20,6 +21,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
             continue
         if isinstance(value, SecretStr):
             value = value.get_secret_value()
+        if isinstance(value, list | dict):
+            value = json.dumps(value)  # pydantic-settings reads complex values as JSON
         env[f"SWARMKEEP_{name.upper()}"] = str(value)
     return env
 
