@@ -42,14 +42,18 @@ def pool_size(item_bytes: int, target: int) -> int:
     return max(4, -(-target // item_bytes))
 
 
-def median_time(fn: Callable[[int], object], iters: int) -> float:
-    """Median wall time of fn(i) over ``iters`` calls after two warm-ups."""
-    fn(0)
-    fn(1)
+def median_time(fn: Callable[[int], object], iters: int, warmup: int = 2) -> float:
+    """Median wall time of fn(i) over ``iters`` calls after ``warmup`` untimed ones.
+
+    Give a pool's length as ``warmup``: the first pass over freshly built memory reads at a fraction of the
+    bandwidth on some machines, and a served model's weights are read many times after they are loaded.
+    """
+    for i in range(warmup):
+        fn(i)
     times = []
     for i in range(iters):
         start = time.perf_counter()
-        fn(i + 2)
+        fn(warmup + i)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -71,14 +75,14 @@ def read_bandwidth(threads: int, target: int) -> float:
     return best
 
 
-def best_threads(fn: Callable[[int], object], iters: int, threads: int) -> float:
+def best_threads(fn: Callable[[int], object], iters: int, threads: int, warmup: int) -> float:
     """torch's own ops at their best thread count up to ``threads`` (2 threads can lose on a busy machine)."""
     saved = torch.get_num_threads()
     try:
         results = []
         for t in sorted({1, threads}):
             torch.set_num_threads(t)
-            results.append(median_time(fn, iters))
+            results.append(median_time(fn, iters, warmup))
         return min(results)
     finally:
         torch.set_num_threads(saved)
@@ -96,7 +100,7 @@ def bench_linear(n: int, k: int, iters: int, threads: int, target: int) -> dict[
     results["ours"] = {}
     for m in MS:
         x = torch.randn(m, k, generator=gen).to(torch.bfloat16)
-        t = median_time(lambda i, x=x, p=pool: w4a16_linear(x, p[i % len(p)], threads=threads), iters)
+        t = median_time(lambda i, x=x, p=pool: w4a16_linear(x, p[i % len(p)], threads=threads), iters, len(pool))
         results["ours"][m] = (t, nbytes)
     del pool
 
@@ -118,6 +122,7 @@ def bench_linear(n: int, k: int, iters: int, threads: int, target: int) -> dict[
             ),
             iters,
             threads,
+            len(packed),
         )
         results["torch int4"][m] = (t, int4_bytes)
     del packed, sz
@@ -128,7 +133,9 @@ def bench_linear(n: int, k: int, iters: int, threads: int, target: int) -> dict[
         results[name] = {}
         for m in MS:
             x = torch.randn(m, k, generator=gen).to(dtype)
-            t = best_threads(lambda i, x=x, d=dense: torch.nn.functional.linear(x, d[i % len(d)]), iters, threads)
+            t = best_threads(
+                lambda i, x=x, d=dense: torch.nn.functional.linear(x, d[i % len(d)]), iters, threads, len(dense)
+            )
             results[name][m] = (t, item)
         del dense
     return results
@@ -140,6 +147,11 @@ def bench_moe(iters: int, threads: int, experts: int) -> dict[int, tuple[float, 
     layer = CpuW4A16MoE(moe, RoutingConfig(top_k=8))
     per_expert = moe.expert_nbytes(0)
     gen = torch.Generator().manual_seed(1)
+    # One untimed pass over every expert, as for the linear's pools.
+    everyone = torch.arange(experts).view(-1, 8)
+    layer.routed(
+        torch.randn(len(everyone), 7168, generator=gen).to(torch.bfloat16), everyone, torch.ones(everyone.shape)
+    )
     results = {}
     for tokens in MS:
         x = torch.randn(tokens, 7168, generator=gen).to(torch.bfloat16)

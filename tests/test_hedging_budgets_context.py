@@ -15,7 +15,8 @@ async def test_straggler_gets_a_backup_and_the_first_to_finish_wins(swarm_factor
             plans=[fan_out_plan(4)],
             steps_to_conclude=1,
             subagent_delay_s=0.3,
-            faults=[Fault("subagent", 200, subtask="s4", times=1, delay_s=40)],  # s4's first run stalls
+            # s4's first run stalls past the wait below: the job can only end by not waiting for it
+            faults=[Fault("subagent", 200, subtask="s4", times=1, delay_s=600)],
         )
     )
     job = await swarm.wait(await swarm.submit(), timeout=60)
@@ -24,7 +25,6 @@ async def test_straggler_gets_a_backup_and_the_first_to_finish_wins(swarm_factor
     assert s4["lane"] == "hedge" and s4["conclusion"] == "result of s4"
     assert {"event": "hedge_result", "winner": "hedge", "canceled": "primary"} in s4["history"]
     assert (job["metrics"]["hedges"], job["metrics"]["hedges_won"]) == (1, 1)
-    assert job["metrics"]["wall_time_s"] < 30  # it did not wait for the stalled run
     assert len(swarm.llm.calls("subagent", "s4")) == 2
     await assert_replays(swarm.client, job["id"])  # a hedge race, replayed
 

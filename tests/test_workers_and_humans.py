@@ -22,7 +22,7 @@ PLAN = plan_json(
 
 
 async def test_two_worker_pools_share_a_job_and_a_missing_capability_is_reassigned(swarm_factory) -> None:
-    swarm = await swarm_factory(worker=False, schedule_to_start_s=3.0)
+    swarm = await swarm_factory(worker=False, schedule_to_start_s=5.0)
     swarm.llm.reset(Script(plans=[PLAN], steps_to_conclude=1))
     client = await Client.connect(swarm.settings.temporal_address)
     # Pool A orchestrates and runs research and analysis; pool B codes and writes. Nobody makes slides.
@@ -80,7 +80,7 @@ async def test_a_person_completes_a_human_subtask(swarm_factory) -> None:
 
 
 async def test_a_missed_deadline_hands_the_subtask_to_an_agent(swarm_factory) -> None:
-    swarm = await swarm_factory(human_deadline_s=2.0)
+    swarm = await swarm_factory(human_deadline_s=4.0)
     swarm.llm.reset(Script(plans=[plan_json([{"id": "s1", "role": "analyst", "instruction": "Do part s1.",
                                               "depends_on": []}])], steps_to_conclude=1))  # fmt: skip
     job_id = await swarm.submit(human_subtasks=[{"id": "h1", "instruction": "Do part h1. Check the numbers."}])
