@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, case, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -36,6 +36,47 @@ from swarmkeep.settings import Settings
 from swarmkeep.store.engine import session_scope
 from swarmkeep.store.models import Job, NotebookEntry, Subtask, SubtaskStatus, utcnow
 from swarmkeep.workflows.recovery import PRIMARY
+
+# Sub-agents read and write the store with Core statements on the tables, built once: the ORM's unit of work,
+# its session synchronisation and building each statement anew were most of the worker's CPU at 300 sub-agents.
+SUBTASKS = cast(Table, Subtask.__table__)
+NOTEBOOK = cast(Table, NotebookEntry.__table__)
+# Only the job's task: the job row also holds the whole plan, which would be decoded by every sub-agent.
+LOAD_SUBTASK = (
+    select(SUBTASKS.c.id, SUBTASKS.c.role, SUBTASKS.c.instruction, Job.task)
+    .join(Job, Job.id == SUBTASKS.c.job_id)
+    .where(SUBTASKS.c.job_id == bindparam("job"), SUBTASKS.c.subtask_id == bindparam("subtask"))
+)
+START_ATTEMPT = (
+    update(SUBTASKS)
+    .where(SUBTASKS.c.id == bindparam("row"))
+    .values(
+        # A late attempt after the outcome was recorded leaves the outcome alone.
+        status=case((SUBTASKS.c.lane.is_(None), SubtaskStatus.RUNNING), else_=SUBTASKS.c.status),
+        attempts=SUBTASKS.c.attempts + 1,  # every attempt of every run, so retries = attempts - runs
+        started_at=func.coalesce(SUBTASKS.c.started_at, bindparam("now", type_=SUBTASKS.c.started_at.type)),
+    )
+)
+# A primary run records its own success (the SET columns come with the parameters); a row another run already
+# recorded (after a hedge or recovery) is left as it is.
+RECORD_PRIMARY = update(SUBTASKS).where(SUBTASKS.c.id == bindparam("row"), SUBTASKS.c.lane.is_(None))
+COUNT_STEP = (
+    update(SUBTASKS)
+    .where(SUBTASKS.c.id == bindparam("row"), SUBTASKS.c.steps < bindparam("step"))
+    .values(steps=bindparam("step"))
+)
+WRITE_STEP = insert(NOTEBOOK)
+
+
+@dataclass
+class _Loaded:
+    """What an attempt starts from: the subtask's row id, role and instruction, the job's task, the notebook."""
+
+    row_id: int
+    role: str
+    instruction: str
+    task: str
+    notebook: list[NotebookEntry]
 
 
 @dataclass
@@ -83,16 +124,11 @@ class SubagentActivities:
         self.artifacts = artifacts or ArtifactStore(settings.effective_artifacts_dir, self.database_url)
         self.worker = settings.effective_worker_name
 
-    async def _load(self, request: SubagentInput, attempt: int) -> tuple[str, Subtask, list[NotebookEntry]]:
-        """The job's task, the subtask row (now marked running) and this lane's notebook so far."""
+    async def _load(self, request: SubagentInput, attempt: int) -> _Loaded:
+        """The job's task, the subtask (now marked running) and this lane's notebook so far."""
         async with session_scope(self.database_url) as session:
-            # Only the task: the job row also holds the whole plan, which would be decoded by every sub-agent.
             found = (
-                await session.execute(
-                    select(Subtask, Job.task)
-                    .join(Job, Job.id == Subtask.job_id)
-                    .where(Subtask.job_id == request.job_id, Subtask.subtask_id == request.subtask_id)
-                )
+                await session.execute(LOAD_SUBTASK, {"job": request.job_id, "subtask": request.subtask_id})
             ).first()
             if found is None:
                 raise ApplicationError(
@@ -100,15 +136,12 @@ class SubagentActivities:
                     type="SubtaskNotFound",
                     non_retryable=True,
                 )
-            subtask, task = found
-            if subtask.lane is None:  # a late attempt after the outcome was recorded leaves the outcome alone
-                subtask.status = SubtaskStatus.RUNNING
-            subtask.attempts += 1  # every attempt of every run, so retries = attempts - runs
-            subtask.started_at = subtask.started_at or utcnow()
+            row_id, role, instruction, task = found
+            await session.execute(START_ATTEMPT, {"row": row_id, "now": utcnow()})
             if attempt == 1:
                 # A lane's first attempt starts an empty notebook. (Should an operator reset the workflow, the
                 # first step written again hits the notebook's unique step and the retry resumes instead.)
-                return task, subtask, []
+                return _Loaded(row_id, role, instruction, task, [])
             notebook = list(
                 (
                     await session.scalars(
@@ -122,7 +155,7 @@ class SubagentActivities:
                     )
                 ).all()
             )
-            return task, subtask, notebook
+            return _Loaded(row_id, role, instruction, task, notebook)
 
     def _tool_context(self, request: SubagentInput) -> ToolContext:
         scratch = self.settings.scratch_dir / request.job_id
@@ -141,23 +174,22 @@ class SubagentActivities:
         )
 
     async def _record_primary(self, session: AsyncSession, row_id: int, role: str, outcome: _Outcome) -> None:
-        """Record a primary run's success here, sparing the workflow a second activity in the common case;
-        a row another run already recorded (after a hedge or recovery) is left as it is."""
+        """Record a primary run's success here, sparing the workflow a second activity in the common case."""
         await session.execute(
-            update(Subtask)
-            .where(Subtask.id == row_id, Subtask.lane.is_(None))
-            .values(
-                status=SubtaskStatus.SUCCEEDED,
-                lane=PRIMARY,
-                role=role,
-                conclusion=outcome.conclusion,
-                error=None,
-                steps=outcome.steps,
-                prompt_tokens=outcome.prompt_tokens,
-                completion_tokens=outcome.completion_tokens,
-                worker=self.worker,
-                finished_at=utcnow(),
-            )
+            RECORD_PRIMARY,
+            {
+                "row": row_id,
+                "status": SubtaskStatus.SUCCEEDED,
+                "lane": PRIMARY,
+                "role": role,
+                "conclusion": outcome.conclusion,
+                "error": None,
+                "steps": outcome.steps,
+                "prompt_tokens": outcome.prompt_tokens,
+                "completion_tokens": outcome.completion_tokens,
+                "worker": self.worker,
+                "finished_at": utcnow(),
+            },
         )
 
     @staticmethod
@@ -178,12 +210,12 @@ class SubagentActivities:
             return await self._work(request, info)
 
     async def _work(self, request: SubagentInput, info: activity.Info) -> SubagentResult:
-        task, subtask, notebook = await self._load(request, info.attempt)
-        role = request.role or subtask.role
+        loaded = await self._load(request, info.attempt)
+        role, notebook = request.role or loaded.role, loaded.notebook
         toolset = toolset_for(role) if self.settings.tools_enabled else None
         context = self._tool_context(request) if toolset else None
 
-        messages: list[dict[str, Any]] = subagent_opening(role, task, subtask.instruction, request.dependencies)
+        messages: list[dict[str, Any]] = subagent_opening(role, loaded.task, loaded.instruction, request.dependencies)
         prompt_tokens = sum(e.prompt_tokens for e in notebook)
         completion_tokens = sum(e.completion_tokens for e in notebook)
         last_answer, used_tools = "", False
@@ -224,28 +256,27 @@ class SubagentActivities:
                 outcome = _Outcome(self._conclusion(request, last_answer), step, prompt_tokens, completion_tokens)
             # The step, and on the last one a primary run's outcome, in one transaction.
             async with session_scope(self.database_url) as session:
-                session.add(
-                    NotebookEntry(
-                        job_id=request.job_id,
-                        subtask_id=request.subtask_id,
-                        lane=request.lane,
-                        step=step,
-                        attempt=info.attempt,
-                        prompt=prompt if step > 1 else messages[1]["content"],
-                        response=reply.content,
-                        reasoning=reply.reasoning,
-                        messages=added,
-                        prompt_tokens=reply.prompt_tokens,
-                        completion_tokens=reply.completion_tokens,
-                    )
+                await session.execute(
+                    WRITE_STEP,
+                    {
+                        "job_id": request.job_id,
+                        "subtask_id": request.subtask_id,
+                        "lane": request.lane,
+                        "step": step,
+                        "attempt": info.attempt,
+                        "prompt": prompt if step > 1 else messages[1]["content"],
+                        "response": reply.content,
+                        "reasoning": reply.reasoning,
+                        "messages": added,
+                        "prompt_tokens": reply.prompt_tokens,
+                        "completion_tokens": reply.completion_tokens,
+                    },
                 )
                 if outcome is not None and outcome.conclusion and request.lane == PRIMARY:
-                    await self._record_primary(session, subtask.id, role, outcome)
+                    await self._record_primary(session, loaded.row_id, role, outcome)
                     recorded = True
                 else:
-                    await session.execute(
-                        update(Subtask).where(Subtask.id == subtask.id, Subtask.steps < step).values(steps=step)
-                    )
+                    await session.execute(COUNT_STEP, {"row": loaded.row_id, "step": step})
 
         if outcome is None:  # resumed after the last step: nothing left to run
             outcome = _Outcome(self._conclusion(request, last_answer), step, prompt_tokens, completion_tokens)
@@ -255,7 +286,7 @@ class SubagentActivities:
             )
         if request.lane == PRIMARY and not recorded:
             async with session_scope(self.database_url) as session:
-                await self._record_primary(session, subtask.id, role, outcome)
+                await self._record_primary(session, loaded.row_id, role, outcome)
         return SubagentResult(
             subtask_id=request.subtask_id,
             conclusion=outcome.conclusion,
