@@ -12,6 +12,7 @@ minutes; one that dies ends its container. Exit 0 when healthy, 1 with the reaso
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import sys
 import urllib.error
@@ -76,4 +77,9 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    code = main(sys.argv[1:])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Skip the interpreter's teardown: the Temporal client's native threads can crash it (SIGSEGV after the
+    # answer was printed, temporalio/sdk-python#300), and a health check must exit with the code it decided.
+    os._exit(code)
