@@ -38,9 +38,6 @@ PROMPTS = [
     "Water boils at a temperature of",
 ]
 MAX_TOKENS = 16
-# Plain greedy decoding, every knob pinned: the server's default sampling (a repetition penalty among it) is for
-# requests that set none, and the reference decodes without any.
-GREEDY = {"temperature": 0, "repetition_penalty": 1.0}
 # Both sides produce bf16 logits, whose step is 0.125 at the magnitudes SmolLM2's top logits reach (16-32), and
 # bf16 rounding differs between vLLM's CPU kernels and transformers' over 30 layers. Measured here: top-5
 # log-probs differ by 0.15 on average and 0.47 at worst; vLLM's own bf16 MoE path against the bf16 reference
@@ -81,7 +78,7 @@ def server(moe_model: MoETestModel, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 def _complete(server: ProfileServer, prompt: list[int] | str, **extra: Any) -> dict[str, Any]:
-    body = {"model": server.served_model_name, "prompt": prompt, "max_tokens": MAX_TOKENS, **GREEDY, **extra}
+    body = {"model": server.served_model_name, "prompt": prompt, "max_tokens": MAX_TOKENS, "temperature": 0, **extra}
     response = httpx.post(f"{server.base_url}/completions", json=body, timeout=300)
     response.raise_for_status()
     return dict(response.json()["choices"][0])
@@ -133,7 +130,7 @@ def test_answers_agree_with_dense_model(server: ProfileServer, moe_model: MoETes
     dense = AutoModelForCausalLM.from_pretrained(dense_dir, dtype=torch.bfloat16).eval()
     for question, expected in CHAT:
         messages = [{"role": "user", "content": question}]
-        body = {"model": server.served_model_name, "messages": messages, "max_tokens": 32, **GREEDY}
+        body = {"model": server.served_model_name, "messages": messages, "max_tokens": 32, "temperature": 0}
         response = httpx.post(f"{server.base_url}/chat/completions", json=body, timeout=300)
         response.raise_for_status()
         moe_answer = response.json()["choices"][0]["message"]["content"]
