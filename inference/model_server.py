@@ -89,10 +89,9 @@ class LocalModelServer:
             # fields the output is bounded too (a tiny model can otherwise pad with whitespace until
             # max_tokens cuts the JSON off).
             "--structured-outputs-config", '{"backend": "xgrammar", "disable_any_whitespace": true}',
-            # Default sampling for requests that set none (sub-agents, synthesis). At vLLM's own default,
-            # temperature 1.0, a 135M model writes word salad; at SmolLM2's model-card 0.2 it repeats one sentence
-            # until max_tokens. A light repetition penalty at 0.3 kept it on the subtask in side-by-side trials.
-            "--override-generation-config", '{"temperature": 0.3, "top_p": 0.9, "repetition_penalty": 1.1}',
+            # Default sampling for requests that set none (sub-agents, synthesis): SmolLM2's model card samples at
+            # temperature 0.2, top-p 0.9. vLLM's own default, 1.0, makes a 135M model write word salad.
+            "--override-generation-config", '{"temperature": 0.2, "top_p": 0.9}',
             *self.extra_args,
         ]  # fmt: skip
 

@@ -70,9 +70,8 @@ def test_command_serves_loopback_eagerly(tmp_path: Path) -> None:
     assert argv[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
     assert {"--enforce-eager", "--served-model-name", "--max-model-len"} <= set(argv)
     assert argv[argv.index("--host") + 1] == "127.0.0.1"
-    # requests that set no sampling get ours, not vLLM's temperature 1.0
-    sampling = json.loads(argv[argv.index("--override-generation-config") + 1])
-    assert sampling == {"temperature": 0.3, "top_p": 0.9, "repetition_penalty": 1.1}
+    # requests that set no sampling get the model card's, not vLLM's temperature 1.0
+    assert json.loads(argv[argv.index("--override-generation-config") + 1]) == {"temperature": 0.2, "top_p": 0.9}
     assert argv[-2:] == ["--seed", "1"]
     assert server.base_url == "http://127.0.0.1:8123/v1"
 
