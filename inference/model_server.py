@@ -89,9 +89,6 @@ class LocalModelServer:
             # fields the output is bounded too (a tiny model can otherwise pad with whitespace until
             # max_tokens cuts the JSON off).
             "--structured-outputs-config", '{"backend": "xgrammar", "disable_any_whitespace": true}',
-            # Default sampling for requests that set none (sub-agents, synthesis): SmolLM2's model card samples at
-            # temperature 0.2, top-p 0.9. vLLM's own default, 1.0, makes a 135M model write word salad.
-            "--override-generation-config", '{"temperature": 0.2, "top_p": 0.9}',
             *self.extra_args,
         ]  # fmt: skip
 
