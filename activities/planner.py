@@ -10,7 +10,7 @@ from sqlalchemy import select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from swarmkeep.activities.prompts import plan_messages, plan_schema, regenerate_messages, synthesis_messages
+from swarmkeep.activities.prompts import clip, plan_messages, plan_schema, regenerate_messages, synthesis_messages
 from swarmkeep.inference.client import CONTEXT_TOO_LONG, LLMClient
 from swarmkeep.messages import (
     DependencyConclusion,
@@ -65,10 +65,7 @@ def parse_plan(text: str) -> tuple[list[dict[str, Any]], str | None]:
 
 def shortened(conclusions: list[DependencyConclusion], limit: int) -> list[DependencyConclusion]:
     """The conclusions, each cut to at most ``limit`` characters."""
-    return [
-        replace(c, conclusion=c.conclusion[: limit - 1].rstrip() + "…") if len(c.conclusion) > limit else c
-        for c in conclusions
-    ]
+    return [replace(c, conclusion=clip(c.conclusion, limit)) for c in conclusions]
 
 
 def mend_dependencies(subtasks: list[dict[str, Any]]) -> list[str]:

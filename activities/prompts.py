@@ -141,12 +141,14 @@ def synthesis_messages(task: str, conclusions: Sequence[DependencyConclusion]) -
     ]
 
 
+def clip(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` characters, an ellipsis marking the cut."""
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
 def extract_conclusion(text: str, limit: int) -> tuple[str, bool]:
     """The conclusion in a step's answer (text after the mark, else the whole answer), cut to `limit`."""
     index = text.rfind(CONCLUSION_MARK)
     found = index >= 0
     body = text[index + len(CONCLUSION_MARK) :] if found else text
-    body = body.strip()
-    if len(body) > limit:
-        body = body[: limit - 1].rstrip() + "…"
-    return body, found
+    return clip(body.strip(), limit), found

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import weakref
 from collections.abc import AsyncIterator, Coroutine
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, TypeVar
@@ -94,7 +93,7 @@ async def session_scope(url: str) -> AsyncIterator[AsyncSession]:
     other sub-agent of connections.
     """
     turn = None if _taking_turn.get() else _sqlite_turn(url)
-    async with turn or contextlib.nullcontext():
+    async with turn or nullcontext():
         taking = _taking_turn.set(True)
         try:
             async with _session(url) as session:
