@@ -1,4 +1,4 @@
-"""Which CPU path runs a W4A16 product: AMX, AVX-512 BF16, portable C++, or plain torch."""
+"""Which CPU path runs a W4A16 product: AMX, AVX-512 BF16 or FP16, portable C++, or plain torch."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ class CpuPath(IntEnum):
     GENERIC = 1  # portable C++ (AVX2 clone where available)
     AVX512 = 2  # AVX-512 BF16: vpermw nibble lookup + vdpbf16ps
     AMX = 3  # AMX BF16 tiles, scales folded into a bf16 B tile per group
+    AVX512_FP16 = 4  # AVX-512 FP16: nibbles to exact fp16 + vfmadd231ph per group, fp32 across groups
 
 
 @lru_cache(maxsize=1)
@@ -33,21 +34,25 @@ def available_paths() -> tuple[CpuPath, ...]:
     paths = [CpuPath.TORCH, CpuPath.GENERIC]
     if caps & 2:
         paths.append(CpuPath.AVX512)
+    if caps & 8:
+        paths.append(CpuPath.AVX512_FP16)
     if caps & 4:
         paths.append(CpuPath.AMX)
     return tuple(paths)
 
 
 @lru_cache(maxsize=1)
-def _amx_min_m() -> int:
-    config = json.loads(_CONFIG.read_text())
-    return int(config["default"]["amx_min_m"])
+def _config() -> dict[str, int]:
+    return {key: int(value) for key, value in json.loads(_CONFIG.read_text())["default"].items()}
 
 
 def choose_path(m: int) -> CpuPath:
-    """The fastest available path for ``m`` rows: AMX from ``amx_min_m`` rows up, else AVX-512, else C++."""
+    """The fastest available path for ``m`` rows: AVX-512 FP16 up to ``fp16_max_m`` rows, AMX from ``amx_min_m``
+    rows up, else AVX-512 BF16, else C++."""
     paths = available_paths()
-    if CpuPath.AMX in paths and m >= _amx_min_m():
+    if CpuPath.AVX512_FP16 in paths and m <= _config()["fp16_max_m"]:
+        return CpuPath.AVX512_FP16
+    if CpuPath.AMX in paths and m >= _config()["amx_min_m"]:
         return CpuPath.AMX
     if CpuPath.AVX512 in paths:
         return CpuPath.AVX512

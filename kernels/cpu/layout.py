@@ -2,7 +2,8 @@
 
 Rows are grouped in tiles of 16: codes int32 [N/16, K/8, 16] and scales bf16 [N/16, K/32, 16]. Word
 (tile, c, i) is exactly the checkpoint's word (16 * tile + i, c), so a tile streams contiguously and one
-64-byte load feeds 16 output features. N is padded to a multiple of 16 with zero-scale rows.
+64-byte load feeds 16 output features. N is padded to a multiple of 16 with zero-scale rows. Blocked weights live
+in 2 MiB pages (huge_pages.py).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from ..format import GROUP_SIZE, PACK_FACTOR, Int4Weight
+from .huge_pages import empty_huge, in_huge_pages
 
 TILE_N = 16
 
@@ -45,8 +47,8 @@ def to_blocked(weight: Int4Weight) -> BlockedInt4:
         # Code 8 with scale 0 is an exact zero row; the kernels never write it out.
         packed = torch.cat([packed, torch.full((n_pad - n, words), 0x88888888 - 2**32, dtype=torch.int32)])
         scale = torch.cat([scale, torch.zeros(n_pad - n, groups, dtype=torch.bfloat16)])
-    codes = packed.reshape(n_pad // TILE_N, TILE_N, words).transpose(1, 2).contiguous()
-    scales = scale.reshape(n_pad // TILE_N, TILE_N, groups).transpose(1, 2).contiguous()
+    codes = in_huge_pages(packed.reshape(n_pad // TILE_N, TILE_N, words).transpose(1, 2))
+    scales = in_huge_pages(scale.reshape(n_pad // TILE_N, TILE_N, groups).transpose(1, 2))
     return BlockedInt4(codes, scales, n)
 
 
@@ -69,4 +71,6 @@ def stack_experts(weights: list[Int4Weight]) -> tuple[torch.Tensor, torch.Tensor
     if shape[0] % TILE_N or shape[1] % GROUP_SIZE:
         raise ValueError(f"expert weights must have a multiple of {TILE_N} rows, got {shape}")
     blocked = [to_blocked(w) for w in weights]
-    return torch.stack([b.codes for b in blocked]), torch.stack([b.scales for b in blocked])
+    codes = empty_huge((len(blocked), *blocked[0].codes.shape), torch.int32)
+    scales = empty_huge((len(blocked), *blocked[0].scales.shape), torch.bfloat16)
+    return torch.stack([b.codes for b in blocked], out=codes), torch.stack([b.scales for b in blocked], out=scales)

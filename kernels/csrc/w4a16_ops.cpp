@@ -15,7 +15,7 @@
 namespace swarmkeep {
 namespace {
 
-enum Path : int64_t { kGeneric = 1, kAvx512 = 2, kAmx = 3 };
+enum Path : int64_t { kGeneric = 1, kAvx512 = 2, kAmx = 3, kFp16 = 4 };
 
 bool os_allows_amx() {
   // Linux hands out the 8 KiB AMX tile state only to processes that ask for it.
@@ -35,7 +35,8 @@ int64_t detect_features() {
   const bool ymm_os = (xlo & 0x6) == 0x6, zmm_os = (xlo & 0xe6) == 0xe6;
   if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
   const bool avx2 = b & (1u << 5), avx512f = b & (1u << 16), avx512bw = b & (1u << 30),
-             avx512vl = b & (1u << 31), amx_bf16 = d & (1u << 22), amx_tile = d & (1u << 24);
+             avx512vl = b & (1u << 31), amx_bf16 = d & (1u << 22), amx_tile = d & (1u << 24),
+             avx512fp16 = d & (1u << 23);
   unsigned a1 = 0, b1 = 0, c1 = 0, d1 = 0;
   __get_cpuid_count(7, 1, &a1, &b1, &c1, &d1);
   const bool avx512bf16 = a1 & (1u << 5);
@@ -43,6 +44,7 @@ int64_t detect_features() {
   if (zmm_os && avx512f && avx512bw && avx512vl && avx512bf16 && fma) caps |= 2;  // bit 1: AVX-512 BF16
   // XCR0's tile bits say nothing until permission is requested, so the kernel's answer decides.
   if ((caps & 2) && amx_bf16 && amx_tile && os_allows_amx()) caps |= 4;           // bit 2: AMX BF16
+  if ((caps & 2) && avx512fp16 && SWK_HAVE_FP16) caps |= 8;                       // bit 3: AVX-512 FP16
   return caps;
 }
 
@@ -53,7 +55,8 @@ int64_t cpu_features() {
 
 void check_path(int64_t path) {
   const int64_t caps = cpu_features();
-  TORCH_CHECK(path == kGeneric || (path == kAvx512 && (caps & 2)) || (path == kAmx && (caps & 4)),
+  TORCH_CHECK(path == kGeneric || (path == kAvx512 && (caps & 2)) || (path == kAmx && (caps & 4)) ||
+                  (path == kFp16 && (caps & 8)),
               "W4A16 CPU path ", path, " is not supported on this CPU (features ", caps, ")");
 }
 
@@ -66,8 +69,22 @@ void check_blocked(const torch::Tensor& w, const torch::Tensor& s, int64_t K, co
               name, ": blocked scales must be contiguous bf16 [..., N/16, K/32, 16] matching the codes");
 }
 
+// permute_rows with one vpermw per 32 inputs (K is a multiple of 32).
+SWK_AVX512 void permute_rows_avx512(const uint16_t* src, int64_t ld_src, int64_t rows, int64_t K, uint16_t* dst) {
+  alignas(64) uint16_t order[32];
+  for (int l = 0; l < 32; ++l) order[(l / 8) * 8 + permuted_pos(l % 8)] = static_cast<uint16_t>(l);
+  const __m512i idx = _mm512_load_si512(order);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t k = 0; k < K; k += 32)
+      _mm512_storeu_si512(dst + r * K + k, _mm512_permutexvar_epi16(idx, _mm512_loadu_si512(src + r * ld_src + k)));
+}
+
 // Copies bf16 rows into dst (ld = K) with every block of 8 inputs permuted to (0,4,1,5,2,6,3,7).
 void permute_rows(const uint16_t* src, int64_t ld_src, int64_t rows, int64_t K, uint16_t* dst) {
+  if (cpu_features() & 2) {
+    permute_rows_avx512(src, ld_src, rows, K, dst);
+    return;
+  }
   for (int64_t r = 0; r < rows; ++r) {
     const uint16_t* in = src + r * ld_src;
     uint16_t* out = dst + r * K;
@@ -78,13 +95,13 @@ void permute_rows(const uint16_t* src, int64_t ld_src, int64_t rows, int64_t K, 
 
 int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
-// Permuted activation rows as the tile kernels read them, and their per-group sums (row_sums) for the AVX-512
-// path.
+// Permuted activation rows as the tile kernels read them (fp16 on the FP16 path), and what prepare_rows made
+// for them: per-group sums on the AVX-512 BF16 path, each row's 2^e on the FP16 path.
 struct Rows {
   const uint16_t* x;
   int64_t ld;
   int64_t count;
-  const float* xsum;
+  const float* aux;
 };
 
 // Rows of out per tile that run_tiles writes: AMX stores whole 16-row tiles.
@@ -95,9 +112,15 @@ void run_tiles(int64_t path, const Rows& a, int64_t K, const int32_t* w, const u
                float* out) {
   const int rows = static_cast<int>(a.count);
   if (path == kAvx512) {
-    tile_avx512(a.x, a.ld, a.xsum, rows, K, w, s, tiles, out);
+    tile_avx512(a.x, a.ld, a.aux, rows, K, w, s, tiles, out);
     return;
   }
+#if SWK_HAVE_FP16
+  if (path == kFp16) {
+    tile_fp16(a.x, a.ld, a.aux, rows, K, w, s, tiles, out);
+    return;
+  }
+#endif
   const int64_t w_tile = (K / 8) * kTileN, s_tile = (K / kGroup) * kTileN;
   const int64_t out_tile = out_rows(path, rows) * kTileN;
   for (int64_t t = 0; t < tiles; ++t) {
@@ -109,13 +132,19 @@ void run_tiles(int64_t path, const Rows& a, int64_t K, const int32_t* w, const u
   }
 }
 
-// Per-group activation sums (sum_groups) of `rows` rows of K when the path reads them, else an empty vector.
-std::vector<float> row_sums(int64_t path, const uint16_t* x, int64_t rows, int64_t K) {
-  std::vector<float> sums;
-  if (path != kAvx512) return sums;
-  sums.resize(static_cast<size_t>(rows * (K / kGroup)));
-  for (int64_t r = 0; r < rows; ++r) sum_groups(x + r * K, K, sums.data() + r * (K / kGroup));
-  return sums;
+// Floats of Rows::aux per row of K.
+int64_t aux_per_row(int64_t path, int64_t K) { return path == kAvx512 ? K / kGroup : path == kFp16 ? 1 : 0; }
+
+// Readies `rows` permuted rows of K for the path: the AVX-512 BF16 path gets per-group sums (sum_groups); the
+// FP16 path gets the rows converted in place (fp16_rows) and each row's 2^e; other paths need nothing.
+std::vector<float> prepare_rows(int64_t path, uint16_t* x, int64_t rows, int64_t K) {
+  std::vector<float> aux(static_cast<size_t>(rows * aux_per_row(path, K)));
+  if (path == kAvx512)
+    for (int64_t r = 0; r < rows; ++r) sum_groups(x + r * K, K, aux.data() + r * (K / kGroup));
+#if SWK_HAVE_FP16
+  if (path == kFp16) fp16_rows(x, rows, K, aux.data());
+#endif
+  return aux;
 }
 
 // Consecutive tiles per chunk of pool work: about kChunkBytes of weights, so each thread reads long streams
@@ -150,8 +179,8 @@ torch::Tensor w4a16_linear(const torch::Tensor& x, const torch::Tensor& w, const
   const int64_t m_pad = out_rows(path, M);
   std::vector<uint16_t> xp(static_cast<size_t>(m_pad * K), 0);
   permute_rows(reinterpret_cast<const uint16_t*>(xc.data_ptr()), K, M, K, xp.data());
-  const std::vector<float> xsum = row_sums(path, xp.data(), M, K);
-  const Rows rows{xp.data(), K, M, xsum.data()};
+  const std::vector<float> aux = prepare_rows(path, xp.data(), M, K);
+  const Rows rows{xp.data(), K, M, aux.data()};
   const int32_t* wp = w.data_ptr<int32_t>();
   const uint16_t* sp = reinterpret_cast<const uint16_t*>(s.data_ptr());
   uint16_t* yp = reinterpret_cast<uint16_t*>(y.data_ptr());
@@ -226,12 +255,11 @@ torch::Tensor moe_forward(const torch::Tensor& x, const torch::Tensor& ids, cons
   std::vector<uint16_t> xp(static_cast<size_t>(rows_total * H), 0), hp(static_cast<size_t>(rows_total * I), 0);
   for (int64_t r = 0; r < rows_total; ++r)
     if (token[r] >= 0) permute_rows(xsrc + token[r] * H, H, 1, H, xp.data() + r * H);
-  const std::vector<float> xsum = row_sums(path, xp.data(), rows_total, H);
-  std::vector<float> hsum;  // sums of phase 1's output, for phase 2
+  const std::vector<float> xaux = prepare_rows(path, xp.data(), rows_total, H);
+  std::vector<float> haux;  // prepare_rows of phase 1's output, for phase 2
   const int64_t n_active = static_cast<int64_t>(active.size());
-  auto rows_of = [&](int64_t a, const std::vector<uint16_t>& buf, const std::vector<float>& sums, int64_t K) {
-    const float* sum = sums.empty() ? nullptr : sums.data() + row0[a] * (K / kGroup);
-    return Rows{buf.data() + row0[a] * K, K, count[active[a]], sum};
+  auto rows_of = [&](int64_t a, const std::vector<uint16_t>& buf, const std::vector<float>& aux, int64_t K) {
+    return Rows{buf.data() + row0[a] * K, K, count[active[a]], aux.data() + row0[a] * aux_per_row(path, K)};
   };
 
   const int32_t* w13p = w13.data_ptr<int32_t>();
@@ -249,7 +277,7 @@ torch::Tensor moe_forward(const torch::Tensor& x, const torch::Tensor& ids, cons
       [&](int64_t chunk) {
         const int64_t a = chunk / chunks1, j0 = chunk % chunks1 * per1, e = active[a];
         const int64_t n_tiles = std::min(half - j0, per1), gt = e * tiles13 + j0, ut = gt + half;
-        const Rows in = rows_of(a, xp, xsum, H);
+        const Rows in = rows_of(a, xp, xaux, H);
         const int64_t out_tile = out_rows(path, in.count) * kTileN;
         std::vector<float> g(static_cast<size_t>(n_tiles * out_tile)), u(g.size());
         run_tiles(path, in, H, w13p + gt * w13_tile, s13p + gt * s13_tile, n_tiles, g.data());
@@ -266,7 +294,7 @@ torch::Tensor moe_forward(const torch::Tensor& x, const torch::Tensor& ids, cons
           }
       },
       thread_begin(path), thread_end(path));
-  hsum = row_sums(path, hp.data(), rows_total, I);
+  haux = prepare_rows(path, hp.data(), rows_total, I);
 
   // Phase 2: chunks of consecutive output tiles, each expert's run of them read as one stream.
   float* op = out.data_ptr<float>();
@@ -277,7 +305,7 @@ torch::Tensor moe_forward(const torch::Tensor& x, const torch::Tensor& ids, cons
         const int64_t j0 = chunk * per2, n_tiles = std::min(tiles2 - j0, per2);
         std::vector<float> y;
         for (int64_t a = 0; a < n_active; ++a) {
-          const Rows in = rows_of(a, hp, hsum, I);
+          const Rows in = rows_of(a, hp, haux, I);
           const int64_t out_tile = out_rows(path, in.count) * kTileN, t = active[a] * tiles2 + j0;
           y.resize(static_cast<size_t>(n_tiles * out_tile));
           run_tiles(path, in, I, w2p + t * w2_tile, s2p + t * s2_tile, n_tiles, y.data());
@@ -338,7 +366,7 @@ int64_t read_bytes(const torch::Tensor& buf, int64_t threads) {
 }  // namespace swarmkeep
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("cpu_features", &swarmkeep::cpu_features, "bit 0: AVX2+FMA, bit 1: AVX-512 BF16, bit 2: AMX BF16");
+  m.def("cpu_features", &swarmkeep::cpu_features, "bit 0: AVX2+FMA, bit 1: AVX-512 BF16, bit 2: AMX BF16, bit 3: AVX-512 FP16");
   m.def("w4a16_linear", &swarmkeep::w4a16_linear, "W4A16 linear on the blocked layout");
   m.def("moe_forward", &swarmkeep::moe_forward, "routed experts of a W4A16 SwiGLU MoE layer");
   m.def("read_bytes", &swarmkeep::read_bytes, "read a buffer on N threads (bandwidth probe)");

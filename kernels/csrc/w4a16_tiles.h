@@ -77,6 +77,14 @@ inline void tile_generic(const uint16_t* xp, int64_t ldx, int m_rows, int64_t K,
 
 constexpr int kPrefetch = 2048;  // bytes of codes prefetched ahead, so reads stay in flight while groups unpack
 
+// Prefetches the codes of group g of a tile kPrefetch bytes ahead, and its scales as many groups ahead (32 bytes a
+// group: one line every other group). Without the scales' own prefetch, decode read 80% of the bandwidth on K =
+// 2048 rather than 90%: a tile's scales there are a stream of only 2 KiB, too short for the hardware prefetcher.
+inline void prefetch_group(const int32_t* wg, const uint16_t* sg, int64_t g) {
+  for (int l = 0; l < 4; ++l) _mm_prefetch(reinterpret_cast<const char*>(wg) + kPrefetch + 64 * l, _MM_HINT_T0);
+  if (!(g & 1)) _mm_prefetch(reinterpret_cast<const char*>(sg) + kPrefetch / 8, _MM_HINT_T0);
+}
+
 // xsum[g] = 136 * (sum of the 32 activations of group g), fp32, for one row of K activations.
 inline void sum_groups(const uint16_t* x, int64_t K, float* xsum) {
   for (int64_t g = 0; g < K / kGroup; ++g) {
@@ -94,17 +102,19 @@ SWK_AVX512 inline __m512i nibble_lut() {
   return _mm512_load_si512(lut);
 }
 
+// 16 bf16 values (scales, or activations) widened to fp32.
 SWK_AVX512 inline __m512 load_scales(const uint16_t* s) {
   const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s));
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));
 }
 
-// MB rows of activations (xsum: MB rows of K/32 sums) times NT consecutive tiles; tile t's rows go to
-// out + t * out_tile. Prefetches past the last tile's end on purpose: callers walk consecutive tiles, which lie
-// back to back in memory.
+// MB rows of activations (xsum: MB rows of K/32 sums) times NT tiles `step` tiles apart; tile t's rows go to
+// out + t * step * out_tile. Prefetches past a tile's end on purpose: callers walk each stream through consecutive
+// tiles, which lie back to back in memory.
 template <int MB, int NT>
 SWK_AVX512 inline void tile_avx512_block(const uint16_t* xp, int64_t ldx, const float* xsum, int64_t K,
-                                         const int32_t* w, const uint16_t* s, int64_t out_tile, float* out) {
+                                         const int32_t* w, const uint16_t* s, int64_t out_tile, int64_t step,
+                                         float* out) {
   const __m512i low_nibble = _mm512_set1_epi16(0x000f), bias = _mm512_set1_epi16(0x4300);
   const int64_t groups = K / kGroup, w_tile = groups * 4 * kTileN, s_tile = groups * kTileN;
   __m512 acc[NT][MB];
@@ -112,9 +122,8 @@ SWK_AVX512 inline void tile_avx512_block(const uint16_t* xp, int64_t ldx, const 
     for (int m = 0; m < MB; ++m) acc[t][m] = _mm512_setzero_ps();
   for (int64_t g = 0; g < groups; ++g) {
     for (int t = 0; t < NT; ++t) {
-      const int32_t* wg = w + t * w_tile + g * 4 * kTileN;
-      for (int l = 0; l < 4; ++l)
-        _mm_prefetch(reinterpret_cast<const char*>(wg) + kPrefetch + 64 * l, _MM_HINT_T0);
+      const int32_t* wg = w + t * step * w_tile + g * 4 * kTileN;
+      prefetch_group(wg, s + t * step * s_tile + g * kTileN, g);
       // Two chains per row; groups are independent, so out-of-order execution overlaps them.
       __m512 part[MB][2];
       for (int m = 0; m < MB; ++m) part[m][0] = part[m][1] = _mm512_setzero_ps();
@@ -129,7 +138,7 @@ SWK_AVX512 inline void tile_avx512_block(const uint16_t* xp, int64_t ldx, const 
           }
         }
       }
-      const __m512 sc = load_scales(s + t * s_tile + g * kTileN);
+      const __m512 sc = load_scales(s + t * step * s_tile + g * kTileN);
       for (int m = 0; m < MB; ++m) {
         const __m512 dot = _mm512_add_ps(part[m][0], part[m][1]);
         acc[t][m] = _mm512_fmadd_ps(_mm512_sub_ps(dot, _mm512_set1_ps(xsum[m * groups + g])), sc, acc[t][m]);
@@ -137,7 +146,7 @@ SWK_AVX512 inline void tile_avx512_block(const uint16_t* xp, int64_t ldx, const 
     }
   }
   for (int t = 0; t < NT; ++t)
-    for (int m = 0; m < MB; ++m) _mm512_storeu_ps(out + t * out_tile + m * kTileN, acc[t][m]);
+    for (int m = 0; m < MB; ++m) _mm512_storeu_ps(out + t * step * out_tile + m * kTileN, acc[t][m]);
 }
 
 // `tiles` consecutive tiles for m_rows rows into out ([tiles][m_rows][16] floats).
@@ -146,10 +155,15 @@ SWK_AVX512 inline void tile_avx512(const uint16_t* xp, int64_t ldx, const float*
   const int64_t groups = K / kGroup, w_tile = groups * 4 * kTileN, s_tile = groups * kTileN;
   const int64_t out_tile = m_rows * kTileN;
   int64_t t = 0;
-  // One row (decode): two tiles at a time, as two streams keep more reads in flight than one.
-  if (m_rows == 1)
-    for (; t + 2 <= tiles; t += 2)
-      tile_avx512_block<1, 2>(xp, ldx, xsum, K, w + t * w_tile, s + t * s_tile, out_tile, out + t * out_tile);
+  // One row (decode): two streams keep more reads in flight than one, each walking its half of the tiles front
+  // to back, so that both stay long sequential reads (pairs of adjacent tiles read 10% less of the bandwidth at
+  // K = 2048, where a tile is 18 KiB).
+  if (m_rows == 1) {
+    const int64_t half = tiles / 2;
+    for (int64_t i = 0; i < half; ++i)
+      tile_avx512_block<1, 2>(xp, ldx, xsum, K, w + i * w_tile, s + i * s_tile, out_tile, half, out + i * out_tile);
+    t = 2 * half;
+  }
   for (; t < tiles; ++t) {
     const int32_t* wt = w + t * w_tile;
     const uint16_t* st = s + t * s_tile;
@@ -157,17 +171,151 @@ SWK_AVX512 inline void tile_avx512(const uint16_t* xp, int64_t ldx, const float*
     int m = 0;
     // Four rows share each unpacked weight vector; more would spill the 32 vector registers.
     for (; m + 4 <= m_rows; m += 4)
-      tile_avx512_block<4, 1>(xp + m * ldx, ldx, xsum + m * groups, K, wt, st, out_tile, o + m * kTileN);
+      tile_avx512_block<4, 1>(xp + m * ldx, ldx, xsum + m * groups, K, wt, st, out_tile, 1, o + m * kTileN);
     const uint16_t* xm = xp + m * ldx;
     const float* sm = xsum + m * groups;
     switch (m_rows - m) {
-      case 3: tile_avx512_block<3, 1>(xm, ldx, sm, K, wt, st, out_tile, o + m * kTileN); break;
-      case 2: tile_avx512_block<2, 1>(xm, ldx, sm, K, wt, st, out_tile, o + m * kTileN); break;
-      case 1: tile_avx512_block<1, 1>(xm, ldx, sm, K, wt, st, out_tile, o + m * kTileN); break;
+      case 3: tile_avx512_block<3, 1>(xm, ldx, sm, K, wt, st, out_tile, 1, o + m * kTileN); break;
+      case 2: tile_avx512_block<2, 1>(xm, ldx, sm, K, wt, st, out_tile, 1, o + m * kTileN); break;
+      case 1: tile_avx512_block<1, 1>(xm, ldx, sm, K, wt, st, out_tile, 1, o + m * kTileN); break;
       default: break;
     }
   }
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// AVX-512 FP16 path, for decode and a few rows: vdpbf16ps costs two cycles and holds both 512-bit ports on this
+// core, while vfmadd231ph does as many multiply-adds (32) twice per cycle, so unpacking to fp16 and multiplying
+// in fp16 doubles the arithmetic rate. Nibbles at bits 0-3 and 4-7 of a 16-bit lane need no shift: one
+// vpternlogd makes the exact fp16 1024 + u or 64 + u, one vsubph takes off 1032 or 72, leaving u - 8 exact; one
+// shift by 8 brings bits 8-15 down for the other two. Activations arrive in fp16 scaled by 2^-e per row
+// (fp16_rows: |x| <= 256), so a group's 16 products per lane (|u - 8| <= 8) sum below 32768, well inside fp16;
+// each group's fp16 sum is widened to fp32 and scaled there, so fp16 rounding touches 16 terms at a time only.
+#if (defined(__clang__) && __clang_major__ >= 14) || (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 12)
+#define SWK_HAVE_FP16 1
+#define SWK_FP16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,avx512fp16,fma")))
+
+constexpr float kFp16Headroom = 256.f;  // largest |x| after the per-row power-of-two scaling
+
+// Converts `rows` permuted bf16 rows of K (ld K) in place to fp16 times 2^-e_r and returns 2^e_r per row.
+SWK_FP16 inline void fp16_rows(uint16_t* x, int64_t rows, int64_t K, float* unscale) {
+  for (int64_t r = 0; r < rows; ++r) {
+    uint16_t* row = x + r * K;
+    __m512 peak = _mm512_setzero_ps();
+    for (int64_t k = 0; k < K; k += 16) peak = _mm512_max_ps(peak, _mm512_abs_ps(load_scales(row + k)));
+    const float amax = _mm512_reduce_max_ps(peak);
+    int e = 0;
+    if (amax > 0.f && std::isfinite(amax)) std::frexp(amax / kFp16Headroom, &e);  // amax / 256 < 2^e
+    unscale[r] = std::ldexp(1.f, e);
+    const __m512 down = _mm512_set1_ps(std::ldexp(1.f, -e));
+    for (int64_t k = 0; k < K; k += 16) {
+      const __m256i h = _mm512_cvtps_ph(_mm512_mul_ps(load_scales(row + k), down), _MM_FROUND_TO_NEAREST_INT);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(row + k), h);
+    }
+  }
+}
+
+// MB rows of fp16 activations (unscale: their 2^e) times NT consecutive tiles, as tile_avx512_block.
+template <int MB, int NT>
+SWK_FP16 inline void tile_fp16_block(const uint16_t* xh, int64_t ldx, const float* unscale, int64_t K,
+                                     const int32_t* w, const uint16_t* s, int64_t out_tile, int64_t step,
+                                     float* out) {
+  const __m512i lo_mask = _mm512_set1_epi16(0x000f), lo_bias = _mm512_set1_epi16(0x6400);  // fp16 1024 + u
+  const __m512i hi_mask = _mm512_set1_epi16(0x00f0), hi_bias = _mm512_set1_epi16(0x5400);  // fp16 64 + u
+  const __m512h lo_off = _mm512_set1_ph(static_cast<_Float16>(1032.f));
+  const __m512h hi_off = _mm512_set1_ph(static_cast<_Float16>(72.f));
+  // fp16 lanes 2i and 2i+1 hold row i; widened, fp32 lane j of the low (high) half is row j/2 (8 + j/2). Its
+  // scale goes to the high half-word of that lane: lane 2j+1 of a 16-bit permute of the 16 bf16 scales.
+  alignas(64) uint16_t order[2][32];
+  for (int l = 0; l < 32; ++l) {
+    order[0][l] = static_cast<uint16_t>(l / 4);
+    order[1][l] = static_cast<uint16_t>(8 + l / 4);
+  }
+  const __m512i scale_lo = _mm512_load_si512(order[0]), scale_hi = _mm512_load_si512(order[1]);
+  constexpr __mmask32 kHighHalves = 0xaaaaaaaau;
+  const int64_t groups = K / kGroup, w_tile = groups * 4 * kTileN, s_tile = groups * kTileN;
+  __m512 acc[NT][MB][2];
+  for (int t = 0; t < NT; ++t)
+    for (int m = 0; m < MB; ++m) acc[t][m][0] = acc[t][m][1] = _mm512_setzero_ps();
+  for (int64_t g = 0; g < groups; ++g) {
+    for (int t = 0; t < NT; ++t) {
+      const int32_t* wg = w + t * step * w_tile + g * 4 * kTileN;
+      prefetch_group(wg, s + t * step * s_tile + g * kTileN, g);
+      __m512h part[MB][2];
+      for (int m = 0; m < MB; ++m) part[m][0] = part[m][1] = _mm512_setzero_ph();
+      for (int c = 0; c < 4; ++c) {
+        const __m512i word = _mm512_loadu_si512(wg + c * kTileN);
+        const __m512i down = _mm512_srli_epi16(word, 8);
+        for (int p = 0; p < 4; ++p) {
+          const __m512i src = p < 2 ? word : down;
+          const __m512h wv =
+              (p & 1) ? _mm512_sub_ph(_mm512_castsi512_ph(_mm512_ternarylogic_epi32(src, hi_mask, hi_bias, 0xea)),
+                                      hi_off)
+                      : _mm512_sub_ph(_mm512_castsi512_ph(_mm512_ternarylogic_epi32(src, lo_mask, lo_bias, 0xea)),
+                                      lo_off);
+          for (int m = 0; m < MB; ++m) {
+            const int32_t* xpair = reinterpret_cast<const int32_t*>(xh + m * ldx + g * kGroup + c * 8);
+            part[m][p & 1] = _mm512_fmadd_ph(wv, _mm512_castsi512_ph(_mm512_set1_epi32(xpair[p])), part[m][p & 1]);
+          }
+        }
+      }
+      const __m512i raw = _mm512_castsi256_si512(
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + t * step * s_tile + g * kTileN)));
+      const __m512 sc_lo = _mm512_castsi512_ps(_mm512_maskz_permutexvar_epi16(kHighHalves, scale_lo, raw));
+      const __m512 sc_hi = _mm512_castsi512_ps(_mm512_maskz_permutexvar_epi16(kHighHalves, scale_hi, raw));
+      for (int m = 0; m < MB; ++m) {
+        const __m512i sum = _mm512_castph_si512(_mm512_add_ph(part[m][0], part[m][1]));
+        acc[t][m][0] = _mm512_fmadd_ps(_mm512_cvtxph_ps(_mm512_castph512_ph256(_mm512_castsi512_ph(sum))),
+                                       sc_lo, acc[t][m][0]);
+        acc[t][m][1] = _mm512_fmadd_ps(
+            _mm512_cvtxph_ps(_mm256_castsi256_ph(_mm512_extracti64x4_epi64(sum, 1))), sc_hi, acc[t][m][1]);
+      }
+    }
+  }
+  alignas(64) int32_t pick[2][16];
+  for (int j = 0; j < 16; ++j) {
+    pick[0][j] = 2 * j;  // lanes of low then high: row j's first half
+    pick[1][j] = 2 * j + 1;
+  }
+  const __m512i even = _mm512_load_si512(pick[0]), odd = _mm512_load_si512(pick[1]);
+  for (int t = 0; t < NT; ++t)
+    for (int m = 0; m < MB; ++m) {
+      const __m512 rows = _mm512_add_ps(_mm512_permutex2var_ps(acc[t][m][0], even, acc[t][m][1]),
+                                        _mm512_permutex2var_ps(acc[t][m][0], odd, acc[t][m][1]));
+      _mm512_storeu_ps(out + t * step * out_tile + m * kTileN, _mm512_mul_ps(rows, _mm512_set1_ps(unscale[m])));
+    }
+}
+
+// `tiles` consecutive tiles for m_rows rows into out ([tiles][m_rows][16] floats), as tile_avx512.
+SWK_FP16 inline void tile_fp16(const uint16_t* xh, int64_t ldx, const float* unscale, int m_rows, int64_t K,
+                               const int32_t* w, const uint16_t* s, int64_t tiles, float* out) {
+  const int64_t w_tile = (K / kGroup) * 4 * kTileN, s_tile = (K / kGroup) * kTileN, out_tile = m_rows * kTileN;
+  int64_t t = 0;
+  if (m_rows == 1) {  // two streams over the two halves, as tile_avx512
+    const int64_t half = tiles / 2;
+    for (int64_t i = 0; i < half; ++i)
+      tile_fp16_block<1, 2>(xh, ldx, unscale, K, w + i * w_tile, s + i * s_tile, out_tile, half, out + i * out_tile);
+    t = 2 * half;
+  }
+  for (; t < tiles; ++t) {
+    const int32_t* wt = w + t * w_tile;
+    const uint16_t* st = s + t * s_tile;
+    float* o = out + t * out_tile;
+    int m = 0;
+    for (; m + 4 <= m_rows; m += 4)
+      tile_fp16_block<4, 1>(xh + m * ldx, ldx, unscale + m, K, wt, st, out_tile, 1, o + m * kTileN);
+    const uint16_t* xm = xh + m * ldx;
+    switch (m_rows - m) {
+      case 3: tile_fp16_block<3, 1>(xm, ldx, unscale + m, K, wt, st, out_tile, 1, o + m * kTileN); break;
+      case 2: tile_fp16_block<2, 1>(xm, ldx, unscale + m, K, wt, st, out_tile, 1, o + m * kTileN); break;
+      case 1: tile_fp16_block<1, 1>(xm, ldx, unscale + m, K, wt, st, out_tile, 1, o + m * kTileN); break;
+      default: break;
+    }
+  }
+}
+#else
+#define SWK_HAVE_FP16 0
+#endif
 
 // ---------------------------------------------------------------------------------------------------------
 // AMX path: each group of 32 inputs x 16 features is dequantized (scale folded in, rounded to bf16 as a bf16

@@ -40,6 +40,22 @@ def test_linear_matches_reference(path: CpuPath, m: int, n: int, k: int) -> None
     torch.testing.assert_close(y, w4a16_linear_ref(x, weight), atol=2e-2, rtol=2e-2)
 
 
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: p.name)
+def test_linear_keeps_large_and_tiny_activations(path: CpuPath) -> None:
+    # The FP16 path scales each row by a power of two into fp16's range: rows of 3e4 would overflow fp16 products
+    # unscaled, rows of 1e-6 would sink into its subnormals, and a row with one outlier is scaled by it.
+    weight = random_int4_weight(64, 256, torch.Generator().manual_seed(3), scale=256**-0.5)
+    x = _x(4, 256, seed=4).float()
+    x[0] *= 3e4
+    x[1] *= 1e-6
+    x[2, 7] = 5e3
+    x = x.to(torch.bfloat16)
+    y = w4a16_linear(x, to_blocked(weight), path=path).float()
+    ref = w4a16_linear_ref(x, weight).float()
+    for row in range(4):
+        torch.testing.assert_close(y[row], ref[row], atol=2e-2 * ref[row].abs().max().item(), rtol=2e-2)
+
+
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_linear_thread_counts_agree(threads: int) -> None:
     weight = random_int4_weight(96, 128, torch.Generator().manual_seed(0))
