@@ -47,7 +47,8 @@ class JobStoreActivities:
 
     @activity.defn(name="record_plan")
     async def record_plan(self, request: RecordPlanRequest) -> None:
-        """Keep the accepted plan and create one subtask row per planned subtask, with its stage."""
+        """Keep the accepted plan, create one subtask row per planned subtask with its stage, and move the job to
+        running."""
         async with session_scope(self.database_url) as session:
             job = await session.get(Job, request.job_id)
             candidates = (job.options or {}).get("plan_candidates", {}) if job else {}
@@ -55,6 +56,8 @@ class JobStoreActivities:
             if job is None or not plan:
                 raise ApplicationError(f"job {request.job_id} has no stored plan", non_retryable=True)
             job.plan = plan
+            if job.status not in JobStatus.TERMINAL:
+                job.status = JobStatus.RUNNING
             stage_of = {sid: index for index, stage in enumerate(request.stages) for sid in stage}
             existing = set((await session.scalars(select(Subtask.subtask_id).where(Subtask.job_id == job.id))).all())
             for position, item in enumerate(plan):

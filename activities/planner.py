@@ -24,7 +24,7 @@ from swarmkeep.messages import (
 )
 from swarmkeep.roles import HUMAN, plan_roles
 from swarmkeep.store.engine import session_scope
-from swarmkeep.store.models import Job, Subtask
+from swarmkeep.store.models import Job, JobStatus, Subtask, utcnow
 from swarmkeep.workflows.plan_guards import PlannedSubtask, plan_findings
 from swarmkeep.workflows.planning import PLAN_ATTEMPTS, find_cycle
 
@@ -106,17 +106,23 @@ class PlannerActivities:
         self.llm = llm
         self.max_tokens = max_tokens
 
-    async def _job(self, job_id: str) -> Job:
+    async def _job(self, job_id: str, status: str | None = None) -> Job:
+        """The job's row; with ``status``, the job first moves to it (planning and synthesis show themselves, so
+        the workflow spends no activity of its own on the status)."""
         async with session_scope(self.database_url) as session:
             job = await session.get(Job, job_id)
             if job is None:
                 raise ApplicationError(f"job {job_id} is not in the job store", non_retryable=True)
+            if status is not None and job.status not in JobStatus.TERMINAL:
+                job.status = status
+                if status == JobStatus.PLANNING and job.started_at is None:
+                    job.started_at = utcnow()
             return job
 
     @activity.defn(name="plan_job")
     async def plan_job(self, request: PlanRequest) -> PlanOutcome:
         """One orchestrator call with a JSON-schema response format; stores the plan, returns its shape."""
-        job = await self._job(request.job_id)
+        job = await self._job(request.job_id, JobStatus.PLANNING)
         roles = plan_roles(request.allow_humans)
         reply = await self.llm.chat(
             plan_messages(job.task, request.min_subtasks, request.max_subtasks, request.feedback, roles),
@@ -170,7 +176,7 @@ class PlannerActivities:
     @activity.defn(name="synthesize")
     async def synthesize(self, request: SynthesisRequest) -> SynthesisOutcome:
         """One orchestrator call over the conclusions; the answer goes to the job row."""
-        job = await self._job(request.job_id)
+        job = await self._job(request.job_id, JobStatus.SYNTHESIZING)
         conclusions = list(request.conclusions)
         while True:
             messages = synthesis_messages(job.task, conclusions)

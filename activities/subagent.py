@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, case, func, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -33,7 +32,8 @@ from swarmkeep.activities.tools import (
 from swarmkeep.inference.client import LLMClient
 from swarmkeep.messages import SubagentInput, SubagentResult
 from swarmkeep.settings import Settings
-from swarmkeep.store.engine import session_scope
+from swarmkeep.store.engine import read_scope
+from swarmkeep.store.group_commit import Write, group_commit
 from swarmkeep.store.models import Job, NotebookEntry, Subtask, SubtaskStatus, utcnow
 from swarmkeep.workflows.recovery import PRIMARY
 
@@ -126,7 +126,16 @@ class SubagentActivities:
 
     async def _load(self, request: SubagentInput, attempt: int) -> _Loaded:
         """The job's task, the subtask (now marked running) and this lane's notebook so far."""
-        async with session_scope(self.database_url) as session:
+        loaded = await self._read(request, attempt)
+        await self._write([(START_ATTEMPT, {"row": loaded.row_id, "now": utcnow()})])
+        return loaded
+
+    async def _write(self, writes: list[Write]) -> None:
+        # Concurrent sub-agents' writes share transactions (group_commit.py).
+        await group_commit(self.database_url).write(writes)
+
+    async def _read(self, request: SubagentInput, attempt: int) -> _Loaded:
+        async with read_scope(self.database_url) as session:
             found = (
                 await session.execute(LOAD_SUBTASK, {"job": request.job_id, "subtask": request.subtask_id})
             ).first()
@@ -137,7 +146,6 @@ class SubagentActivities:
                     non_retryable=True,
                 )
             row_id, role, instruction, task = found
-            await session.execute(START_ATTEMPT, {"row": row_id, "now": utcnow()})
             if attempt == 1:
                 # A lane's first attempt starts an empty notebook. (Should an operator reset the workflow, the
                 # first step written again hits the notebook's unique step and the retry resumes instead.)
@@ -173,9 +181,9 @@ class SubagentActivities:
             search=search_provider_for(self.settings.search_url or None),
         )
 
-    async def _record_primary(self, session: AsyncSession, row_id: int, role: str, outcome: _Outcome) -> None:
+    def _record_primary(self, row_id: int, role: str, outcome: _Outcome) -> Write:
         """Record a primary run's success here, sparing the workflow a second activity in the common case."""
-        await session.execute(
+        return (
             RECORD_PRIMARY,
             {
                 "row": row_id,
@@ -255,8 +263,8 @@ class SubagentActivities:
             if finished or step == request.max_steps:
                 outcome = _Outcome(self._conclusion(request, last_answer), step, prompt_tokens, completion_tokens)
             # The step, and on the last one a primary run's outcome, in one transaction.
-            async with session_scope(self.database_url) as session:
-                await session.execute(
+            writes: list[Write] = [
+                (
                     WRITE_STEP,
                     {
                         "job_id": request.job_id,
@@ -272,11 +280,13 @@ class SubagentActivities:
                         "completion_tokens": reply.completion_tokens,
                     },
                 )
-                if outcome is not None and outcome.conclusion and request.lane == PRIMARY:
-                    await self._record_primary(session, loaded.row_id, role, outcome)
-                    recorded = True
-                else:
-                    await session.execute(COUNT_STEP, {"row": loaded.row_id, "step": step})
+            ]
+            if outcome is not None and outcome.conclusion and request.lane == PRIMARY:
+                writes.append(self._record_primary(loaded.row_id, role, outcome))
+                recorded = True
+            else:
+                writes.append((COUNT_STEP, {"row": loaded.row_id, "step": step}))
+            await self._write(writes)
 
         if outcome is None:  # resumed after the last step: nothing left to run
             outcome = _Outcome(self._conclusion(request, last_answer), step, prompt_tokens, completion_tokens)
@@ -285,8 +295,7 @@ class SubagentActivities:
                 f"sub-agent {request.subtask_id} produced an empty conclusion", type="EmptyConclusion"
             )
         if request.lane == PRIMARY and not recorded:
-            async with session_scope(self.database_url) as session:
-                await self._record_primary(session, loaded.row_id, role, outcome)
+            await self._write([self._record_primary(loaded.row_id, role, outcome)])
         return SubagentResult(
             subtask_id=request.subtask_id,
             conclusion=outcome.conclusion,

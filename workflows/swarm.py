@@ -148,9 +148,9 @@ class SwarmWorkflow:
                     type="PlanRejected",
                     non_retryable=True,
                 )
-            await self._set_status(job, JobStatus.RUNNING)
+            self._show_status(JobStatus.RUNNING)  # record_plan moved the stored job to running
             await self._run_stages(job)
-            await self._set_status(job, JobStatus.SYNTHESIZING)
+            self._show_status(JobStatus.SYNTHESIZING)  # the synthesis activity moves the stored job
             synthesis = await self._synthesise(job)
             await self._finish(job, JobStatus.SUCCEEDED, None, started)
             return JobOutcome(job_id=job.job_id, status=JobStatus.SUCCEEDED, preview=synthesis.preview)
@@ -173,7 +173,7 @@ class SwarmWorkflow:
 
     async def _plan(self, job: JobInput) -> PlanCheck:
         """Ask for a plan; re-ask once with the validation error or the plan guards' findings."""
-        await self._set_status(job, JobStatus.PLANNING)
+        self._show_status(JobStatus.PLANNING)  # the plan activity moves the stored job
         feedback: str | None = None
         check = PlanCheck(problems=["no plan yet"], stages=[])
         accepted: tuple[int, PlanOutcome, PlanCheck] | None = None
@@ -553,10 +553,9 @@ class SwarmWorkflow:
             [JOB_STATUS.value_set(self._status), SUBTASKS_TOTAL.value_set(total), SUBTASKS_DONE.value_set(done)]
         )
 
-    async def _set_status(self, job: JobInput, status: str) -> None:
+    def _show_status(self, status: str) -> None:
         self._status = status
         self._show()
-        await self._store("set_job_status", JobStatusUpdate(job_id=job.job_id, status=status))
 
     async def _finish(self, job: JobInput, status: str, error: str | None, started: datetime) -> None:
         self._status = status

@@ -103,6 +103,13 @@ async def session_scope(url: str) -> AsyncIterator[AsyncSession]:
 
 
 @asynccontextmanager
+async def read_scope(url: str) -> AsyncIterator[AsyncSession]:
+    """A session for reads only: on SQLite it does not wait for the writers' turn, as WAL readers need not."""
+    async with _session(url) as session:
+        yield session
+
+
+@asynccontextmanager
 async def _session(url: str) -> AsyncIterator[AsyncSession]:
     session = session_factory(url)()
     try:
