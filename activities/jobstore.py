@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, case, insert, select, update
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from swarmkeep.messages import JobStatusUpdate, RecordPlanRequest, SubtaskRecord, WaitingForHuman
 from swarmkeep.store.engine import session_scope
 from swarmkeep.store.models import Job, JobStatus, Subtask, SubtaskStatus, utcnow
+
+SUBTASKS = cast(Table, Subtask.__table__)
+JOBS = cast(Table, Job.__table__)
 
 
 class JobStoreActivities:
@@ -48,32 +52,41 @@ class JobStoreActivities:
     @activity.defn(name="record_plan")
     async def record_plan(self, request: RecordPlanRequest) -> None:
         """Keep the accepted plan, create one subtask row per planned subtask with its stage, and move the job to
-        running."""
+        running. Core statements, the rows in one executemany: this write stands between the plan and the start
+        of every sub-agent (300 ORM objects took up to 0.2 s)."""
         async with session_scope(self.database_url) as session:
-            job = await session.get(Job, request.job_id)
-            candidates = (job.options or {}).get("plan_candidates", {}) if job else {}
+            found = (await session.execute(select(Job.options).where(Job.id == request.job_id))).first()
+            candidates = (found[0] or {}).get("plan_candidates", {}) if found else {}
             plan = candidates.get(str(request.attempt))
-            if job is None or not plan:
+            if found is None or not plan:
                 raise ApplicationError(f"job {request.job_id} has no stored plan", non_retryable=True)
-            job.plan = plan
-            if job.status not in JobStatus.TERMINAL:
-                job.status = JobStatus.RUNNING
             stage_of = {sid: index for index, stage in enumerate(request.stages) for sid in stage}
-            existing = set((await session.scalars(select(Subtask.subtask_id).where(Subtask.job_id == job.id))).all())
-            for position, item in enumerate(plan):
-                if item["id"] in existing:
-                    continue
-                session.add(
-                    Subtask(
-                        job_id=job.id,
-                        subtask_id=item["id"],
-                        position=position,
-                        stage=stage_of.get(item["id"], 0),
-                        role=item["role"],
-                        instruction=item["instruction"],
-                        depends_on=list(item.get("depends_on", [])),
-                    )
+            existing = set(
+                (await session.scalars(select(Subtask.subtask_id).where(Subtask.job_id == request.job_id))).all()
+            )
+            rows = [
+                {
+                    "job_id": request.job_id,
+                    "subtask_id": item["id"],
+                    "position": position,
+                    "stage": stage_of.get(item["id"], 0),
+                    "role": item["role"],
+                    "instruction": item["instruction"],
+                    "depends_on": list(item.get("depends_on", [])),
+                }
+                for position, item in enumerate(plan)
+                if item["id"] not in existing
+            ]
+            if rows:
+                await session.execute(insert(SUBTASKS), rows)
+            await session.execute(
+                update(JOBS)
+                .where(JOBS.c.id == request.job_id)
+                .values(
+                    plan=plan,
+                    status=case((JOBS.c.status.in_(JobStatus.TERMINAL), JOBS.c.status), else_=JobStatus.RUNNING),
                 )
+            )
 
     @activity.defn(name="record_subtask")
     async def record_subtask(self, record: SubtaskRecord) -> int:

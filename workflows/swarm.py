@@ -532,8 +532,10 @@ class SwarmWorkflow:
         )
 
     async def _store(self, name: str, arg: object, result_type: type | None = None) -> Any:
-        """Run a job store activity."""
-        return await workflow.execute_activity(
+        """Run a job store activity, as a local activity: a short write on the workflow's own worker, which spares
+        each one a round trip through the server's task queue (record_plan stood between the plan and the
+        sub-agents' start, set_job_status between the synthesis and the job's end)."""
+        return await workflow.execute_local_activity(
             name, arg, result_type=result_type, start_to_close_timeout=STORE_TIMEOUT, retry_policy=STORE_RETRY
         )
 
