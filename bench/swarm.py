@@ -399,6 +399,7 @@ class Harness:
         for worker in (swarm, peer):
             await worker.__aenter__()
             self.workers.append(worker)
+        swarm_worker.freeze_startup_heap()  # as run_worker does once its workers are built
 
     async def stop(self) -> None:
         for worker in reversed(self.workers):
