@@ -181,7 +181,7 @@ class PlannerActivities:
         while True:
             messages = synthesis_messages(job.task, conclusions)
             try:
-                reply = await self.llm.chat(messages, max_tokens=self.max_tokens * 2)
+                reply = await self.llm.chat(messages, max_tokens=self.max_tokens * 2, writing=True)
                 break
             except ApplicationError as error:
                 longest = max((len(c.conclusion) for c in conclusions), default=0)

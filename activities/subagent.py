@@ -250,6 +250,7 @@ class SubagentActivities:
                 max_tokens=self.max_tokens,
                 model=request.model,
                 tools=toolset.specs() if toolset and step < request.max_steps else None,
+                writing=True,
             )
             added = [self.llm.assistant_message(reply)]
             for call in (reply.tool_calls or []) if toolset and context else []:

@@ -114,19 +114,32 @@ def checked_tool_calls(tool_calls: Any) -> list[dict[str, Any]] | None:
 class LLMClient:
     """Chat completions against any OpenAI-compatible endpoint, counting tokens per call."""
 
-    def __init__(self, *, base_url: str, api_key: str, model: str, timeout_s: float, thinking: bool = False):
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str,
+        model: str,
+        timeout_s: float,
+        thinking: bool = False,
+        writing: dict[str, float] | None = None,
+    ):
         self.model = model
         self.thinking = thinking
+        self.writing = dict(writing or {})  # sampling of prose calls (chat(writing=True)); see profiles.py
         self._client = AsyncOpenAI(base_url=base_url, api_key=api_key or "unused", max_retries=0, timeout=timeout_s)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LLMClient:
+        from swarmkeep.inference.profiles import writing_sampling  # light: no vLLM or torch import
+
         return cls(
             base_url=settings.effective_llm_base_url,
             api_key=settings.llm_api_key.get_secret_value(),
             model=settings.effective_llm_model,
             timeout_s=settings.llm_timeout_s,
             thinking=settings.llm_thinking,
+            writing=writing_sampling(settings),
         )
 
     def _extra_body(self, model: str | None = None) -> dict[str, Any] | None:
@@ -147,10 +160,19 @@ class LLMClient:
         temperature: float | None = None,
         model: str | None = None,
         tools: list[dict[str, Any]] | None = None,
+        writing: bool = False,
     ) -> LLMReply:
         """One chat completion (with this client's model unless `model` is given); SDK errors come out as
-        Temporal `ApplicationError`s."""
+        Temporal `ApplicationError`s. `writing` marks a call that writes prose, sampled as the client's
+        `writing` settings say."""
         kwargs: dict[str, Any] = {"model": model or self.model, "messages": messages, "max_tokens": max_tokens}
+        extra = self._extra_body(model) or {}
+        if writing:
+            for name, value in self.writing.items():
+                if name in ("temperature", "top_p"):
+                    kwargs[name] = value
+                else:  # vLLM's own sampling fields go in the request body
+                    extra[name] = value
         if response_format is not None:
             kwargs["response_format"] = response_format
         if temperature is not None:
@@ -158,7 +180,7 @@ class LLMClient:
         if tools:
             kwargs["tools"] = tools
             kwargs["tool_choice"] = "auto"
-        if (extra := self._extra_body(model)) is not None:
+        if extra:
             kwargs["extra_body"] = extra
         try:
             completion = await self._client.chat.completions.create(**kwargs)

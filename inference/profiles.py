@@ -55,6 +55,17 @@ class ProfileSpec(BaseModel):
     health_timeout_s: float = 300.0
     # The plugin's SWARMKEEP_INT4_MOE_BACKEND for this profile; empty means the global setting.
     int4_moe_backend: Literal["", "auto", "swarmkeep", "vllm"] = ""
+    writing: dict[str, float] = Field(
+        default_factory=dict,
+        description="Sampling for the calls that write prose (sub-agent steps, the synthesis): temperature, "
+        "top_p, and vLLM's repetition_penalty; the planner keeps its own. Empty: the server's defaults",
+    )
+
+
+# SmolLM2-135M at vLLM's default temperature of 1.0 writes word salad; at its model card's 0.2 it loops on one
+# sentence; 0.3 with top-p 0.9 and a repetition penalty of 1.1 writes fluent English (compared on the same
+# prompts against the real server). Only for prose: the same penalty on the planner's JSON chained every subtask.
+SMOLLM2_WRITING = {"temperature": 0.3, "top_p": 0.9, "repetition_penalty": 1.1}
 
 
 BUILTIN_PROFILES: dict[str, ProfileSpec] = {
@@ -62,12 +73,14 @@ BUILTIN_PROFILES: dict[str, ProfileSpec] = {
         description="SmolLM2-135M-Instruct on vLLM's CPU build (the embedded default)",
         builtin="smollm2",
         served_model_name=MODEL_NAME,
+        writing=SMOLLM2_WRITING,
     ),
     "cpu-moe-int4": ProfileSpec(
         description="SmolLM2 upcycled into a 4-expert Mixtral, routed experts INT4 (Kimi format), on vLLM's "
         "CPU build with swarmkeep's INT4 MoE kernels",
         builtin="smollm2-moe-int4",
         served_model_name="smollm2-moe-int4",
+        writing=SMOLLM2_WRITING,
     ),
     "kimi-k2.6": ProfileSpec(
         description="Kimi K2.6 (1T-parameter MoE, native INT4) on 8 NVIDIA GPUs, tensor parallel 8",
@@ -280,6 +293,13 @@ def profile_server(settings: Settings, name: str | None = None, say: Say | None 
         log_file=settings.data_dir / "logs" / "model.log",
         int4_moe_backend=settings.int4_moe_backend,
     )
+
+
+def writing_sampling(settings: Settings) -> dict[str, float]:
+    """The sampling of prose calls: the served profile's when the swarm runs on the bundled model, else none."""
+    if not settings.uses_local_model:
+        return {}
+    return dict(get_profile(settings.model_profile, settings.model_profiles).writing)
 
 
 def served_model_name(settings: Settings) -> str:

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import openai
 import pytest
+from temporalio.exceptions import ApplicationError
 
 from swarmkeep.activities.planner import mend_dependencies, parse_plan
 from swarmkeep.activities.prompts import extract_conclusion
 from swarmkeep.inference.client import LLMClient, retry_after_seconds, to_activity_error
+from swarmkeep.inference.profiles import writing_sampling
+from swarmkeep.settings import Settings
 
 
 def status_error(
@@ -102,3 +106,32 @@ def test_last_plan_keeps_only_dependencies_on_earlier_subtasks() -> None:
     ]
     assert mend_dependencies(forward_but_acyclic) == []  # a usable plan is left exactly as it is
     assert forward_but_acyclic[0]["depends_on"] == ["r"]
+
+
+async def test_prose_calls_take_the_writing_sampling_and_the_others_do_not() -> None:
+    client = LLMClient(
+        base_url="http://127.0.0.1:9/v1",
+        api_key="",
+        model="m",
+        timeout_s=1,
+        writing={"temperature": 0.3, "top_p": 0.9, "repetition_penalty": 1.1},
+    )
+    sent: list[dict[str, object]] = []
+
+    async def create(**kwargs: object) -> None:
+        sent.append(kwargs)
+        raise openai.APIConnectionError(request=httpx.Request("POST", "http://127.0.0.1:9/v1/chat/completions"))
+
+    client._client.chat.completions.create = create  # type: ignore[method-assign,assignment]
+    for writing in (True, False):
+        with pytest.raises(ApplicationError):
+            await client.chat([{"role": "user", "content": "hi"}], max_tokens=8, writing=writing)
+    prose, plan = sent
+    assert (prose["temperature"], prose["top_p"], prose["extra_body"]) == (0.3, 0.9, {"repetition_penalty": 1.1})
+    assert "temperature" not in plan and "top_p" not in plan and "extra_body" not in plan
+
+
+def test_writing_sampling_is_the_bundled_models_and_none_for_an_endpoint(tmp_path: Path) -> None:
+    local = Settings(data_dir=tmp_path)
+    assert writing_sampling(local) == {"temperature": 0.3, "top_p": 0.9, "repetition_penalty": 1.1}
+    assert writing_sampling(Settings(data_dir=tmp_path, llm_base_url="https://api.moonshot.ai/v1")) == {}
