@@ -255,8 +255,10 @@ class SwarmWorkflow:
             if not self._stop_reason:
                 raise
         finally:
-            self._busy_s[subtask_id] = (workflow.now() - began).total_seconds() if began else 0.0
-            self._completions += 1
+            # Not in the workflow's loop when an evicted run's coroutines are closed: nothing to count then.
+            if workflow.in_workflow():
+                self._busy_s[subtask_id] = (workflow.now() - began).total_seconds() if began else 0.0
+                self._completions += 1
         if job.progress_callbacks and self._subtask_status.get(subtask_id) != SubtaskStatus.CANCELED:
             await self._callback(job, "subtask.finished", subtask_id)
 
