@@ -31,8 +31,6 @@ class JobStoreActivities:
             if job is None:
                 raise ApplicationError(f"job {update_.job_id} is not in the job store", non_retryable=True)
             job.status = update_.status
-            if update_.status == JobStatus.PLANNING and job.started_at is None:
-                job.started_at = utcnow()
             if update_.status in JobStatus.TERMINAL:
                 job.error = update_.error
                 job.metrics = update_.metrics or {}

@@ -37,8 +37,8 @@ class BlockedInt4:
         return self.codes.numel() * 4 + self.scales.numel() * 2
 
 
-def to_blocked(weight: Int4Weight) -> BlockedInt4:
-    """Regroup a checkpoint-format weight into 16-row tiles (a copy; done once at load)."""
+def _tiled(weight: Int4Weight) -> tuple[torch.Tensor, torch.Tensor]:
+    """Views of the weight's codes and scales regrouped into 16-row tiles (padded to whole tiles)."""
     n, words = weight.packed.shape
     groups = weight.scale.shape[1]
     n_pad = -(-n // TILE_N) * TILE_N
@@ -47,9 +47,14 @@ def to_blocked(weight: Int4Weight) -> BlockedInt4:
         # Code 8 with scale 0 is an exact zero row; the kernels never write it out.
         packed = torch.cat([packed, torch.full((n_pad - n, words), 0x88888888 - 2**32, dtype=torch.int32)])
         scale = torch.cat([scale, torch.zeros(n_pad - n, groups, dtype=torch.bfloat16)])
-    codes = in_huge_pages(packed.reshape(n_pad // TILE_N, TILE_N, words).transpose(1, 2))
-    scales = in_huge_pages(scale.reshape(n_pad // TILE_N, TILE_N, groups).transpose(1, 2))
-    return BlockedInt4(codes, scales, n)
+    codes = packed.reshape(n_pad // TILE_N, TILE_N, words).transpose(1, 2)
+    return codes, scale.reshape(n_pad // TILE_N, TILE_N, groups).transpose(1, 2)
+
+
+def to_blocked(weight: Int4Weight) -> BlockedInt4:
+    """Regroup a checkpoint-format weight into 16-row tiles (a copy; done once at load)."""
+    codes, scales = _tiled(weight)
+    return BlockedInt4(in_huge_pages(codes), in_huge_pages(scales), int(weight.packed.shape[0]))
 
 
 def from_blocked(blocked: BlockedInt4) -> Int4Weight:
@@ -70,7 +75,8 @@ def stack_experts(weights: list[Int4Weight]) -> tuple[torch.Tensor, torch.Tensor
         raise ValueError(f"all expert weights must share one shape, the first is {shape}")
     if shape[0] % TILE_N or shape[1] % GROUP_SIZE:
         raise ValueError(f"expert weights must have a multiple of {TILE_N} rows, got {shape}")
-    blocked = [to_blocked(w) for w in weights]
-    codes = empty_huge((len(blocked), *blocked[0].codes.shape), torch.int32)
-    scales = empty_huge((len(blocked), *blocked[0].scales.shape), torch.bfloat16)
-    return torch.stack([b.codes for b in blocked], out=codes), torch.stack([b.scales for b in blocked], out=scales)
+    # Tiled views, copied once: straight into the stacked tensors, which live in 2 MiB pages.
+    tiled = [_tiled(w) for w in weights]
+    codes = empty_huge((len(tiled), *tiled[0][0].shape), torch.int32)
+    scales = empty_huge((len(tiled), *tiled[0][1].shape), torch.bfloat16)
+    return torch.stack([c for c, _ in tiled], out=codes), torch.stack([s for _, s in tiled], out=scales)

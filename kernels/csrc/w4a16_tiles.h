@@ -15,6 +15,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 namespace swarmkeep {
 
@@ -149,19 +150,22 @@ SWK_AVX512 inline void tile_avx512_block(const uint16_t* xp, int64_t ldx, const 
     for (int m = 0; m < MB; ++m) _mm512_storeu_ps(out + t * step * out_tile + m * kTileN, acc[t][m]);
 }
 
-// `tiles` consecutive tiles for m_rows rows into out ([tiles][m_rows][16] floats).
-SWK_AVX512 inline void tile_avx512(const uint16_t* xp, int64_t ldx, const float* xsum, int m_rows, int64_t K,
-                                   const int32_t* w, const uint16_t* s, int64_t tiles, float* out) {
-  const int64_t groups = K / kGroup, w_tile = groups * 4 * kTileN, s_tile = groups * kTileN;
-  const int64_t out_tile = m_rows * kTileN;
+// Walks `tiles` consecutive tiles for m_rows rows into out ([tiles][m_rows][16] floats) with a block kernel, called
+// as block(MB, NT, first row, codes, scales, step, out) with MB and NT as std::integral_constant. One row (decode)
+// runs as two streams, which keep more reads in flight than one, each walking its half of the tiles front to back
+// so that both stay long sequential reads (pairs of adjacent tiles read 10% less of the bandwidth at K = 2048,
+// where a tile is 18 KiB). More rows go four at a time: four rows share each unpacked weight vector, and more would
+// spill the 32 vector registers.
+template <class Block>
+inline void walk_tiles(int m_rows, int64_t K, const int32_t* w, const uint16_t* s, int64_t tiles, float* out,
+                       const Block& block) {
+  using One = std::integral_constant<int, 1>;
+  const int64_t w_tile = (K / kGroup) * 4 * kTileN, s_tile = (K / kGroup) * kTileN, out_tile = m_rows * kTileN;
   int64_t t = 0;
-  // One row (decode): two streams keep more reads in flight than one, each walking its half of the tiles front
-  // to back, so that both stay long sequential reads (pairs of adjacent tiles read 10% less of the bandwidth at
-  // K = 2048, where a tile is 18 KiB).
   if (m_rows == 1) {
     const int64_t half = tiles / 2;
     for (int64_t i = 0; i < half; ++i)
-      tile_avx512_block<1, 2>(xp, ldx, xsum, K, w + i * w_tile, s + i * s_tile, out_tile, half, out + i * out_tile);
+      block(One{}, std::integral_constant<int, 2>{}, 0, w + i * w_tile, s + i * s_tile, half, out + i * out_tile);
     t = 2 * half;
   }
   for (; t < tiles; ++t) {
@@ -169,18 +173,25 @@ SWK_AVX512 inline void tile_avx512(const uint16_t* xp, int64_t ldx, const float*
     const uint16_t* st = s + t * s_tile;
     float* o = out + t * out_tile;
     int m = 0;
-    // Four rows share each unpacked weight vector; more would spill the 32 vector registers.
-    for (; m + 4 <= m_rows; m += 4)
-      tile_avx512_block<4, 1>(xp + m * ldx, ldx, xsum + m * groups, K, wt, st, out_tile, 1, o + m * kTileN);
-    const uint16_t* xm = xp + m * ldx;
-    const float* sm = xsum + m * groups;
+    for (; m + 4 <= m_rows; m += 4) block(std::integral_constant<int, 4>{}, One{}, m, wt, st, 1, o + m * kTileN);
     switch (m_rows - m) {
-      case 3: tile_avx512_block<3, 1>(xm, ldx, sm, K, wt, st, out_tile, 1, o + m * kTileN); break;
-      case 2: tile_avx512_block<2, 1>(xm, ldx, sm, K, wt, st, out_tile, 1, o + m * kTileN); break;
-      case 1: tile_avx512_block<1, 1>(xm, ldx, sm, K, wt, st, out_tile, 1, o + m * kTileN); break;
+      case 3: block(std::integral_constant<int, 3>{}, One{}, m, wt, st, 1, o + m * kTileN); break;
+      case 2: block(std::integral_constant<int, 2>{}, One{}, m, wt, st, 1, o + m * kTileN); break;
+      case 1: block(One{}, One{}, m, wt, st, 1, o + m * kTileN); break;
       default: break;
     }
   }
+}
+
+// `tiles` consecutive tiles for m_rows rows into out ([tiles][m_rows][16] floats).
+SWK_AVX512 inline void tile_avx512(const uint16_t* xp, int64_t ldx, const float* xsum, int m_rows, int64_t K,
+                                   const int32_t* w, const uint16_t* s, int64_t tiles, float* out) {
+  const int64_t groups = K / kGroup, out_tile = m_rows * kTileN;
+  walk_tiles(m_rows, K, w, s, tiles, out,
+             [&](auto mb, auto nt, int m, const int32_t* wt, const uint16_t* st, int64_t step, float* o) {
+               tile_avx512_block<decltype(mb)::value, decltype(nt)::value>(xp + m * ldx, ldx, xsum + m * groups, K,
+                                                                           wt, st, out_tile, step, o);
+             });
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -289,29 +300,12 @@ SWK_FP16 inline void tile_fp16_block(const uint16_t* xh, int64_t ldx, const floa
 // `tiles` consecutive tiles for m_rows rows into out ([tiles][m_rows][16] floats), as tile_avx512.
 SWK_FP16 inline void tile_fp16(const uint16_t* xh, int64_t ldx, const float* unscale, int m_rows, int64_t K,
                                const int32_t* w, const uint16_t* s, int64_t tiles, float* out) {
-  const int64_t w_tile = (K / kGroup) * 4 * kTileN, s_tile = (K / kGroup) * kTileN, out_tile = m_rows * kTileN;
-  int64_t t = 0;
-  if (m_rows == 1) {  // two streams over the two halves, as tile_avx512
-    const int64_t half = tiles / 2;
-    for (int64_t i = 0; i < half; ++i)
-      tile_fp16_block<1, 2>(xh, ldx, unscale, K, w + i * w_tile, s + i * s_tile, out_tile, half, out + i * out_tile);
-    t = 2 * half;
-  }
-  for (; t < tiles; ++t) {
-    const int32_t* wt = w + t * w_tile;
-    const uint16_t* st = s + t * s_tile;
-    float* o = out + t * out_tile;
-    int m = 0;
-    for (; m + 4 <= m_rows; m += 4)
-      tile_fp16_block<4, 1>(xh + m * ldx, ldx, unscale + m, K, wt, st, out_tile, 1, o + m * kTileN);
-    const uint16_t* xm = xh + m * ldx;
-    switch (m_rows - m) {
-      case 3: tile_fp16_block<3, 1>(xm, ldx, unscale + m, K, wt, st, out_tile, 1, o + m * kTileN); break;
-      case 2: tile_fp16_block<2, 1>(xm, ldx, unscale + m, K, wt, st, out_tile, 1, o + m * kTileN); break;
-      case 1: tile_fp16_block<1, 1>(xm, ldx, unscale + m, K, wt, st, out_tile, 1, o + m * kTileN); break;
-      default: break;
-    }
-  }
+  const int64_t out_tile = m_rows * kTileN;
+  walk_tiles(m_rows, K, w, s, tiles, out,
+             [&](auto mb, auto nt, int m, const int32_t* wt, const uint16_t* st, int64_t step, float* o) {
+               tile_fp16_block<decltype(mb)::value, decltype(nt)::value>(xh + m * ldx, ldx, unscale + m, K, wt, st,
+                                                                         out_tile, step, o);
+             });
 }
 #else
 #define SWK_HAVE_FP16 0
