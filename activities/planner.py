@@ -6,7 +6,7 @@ import json
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -155,12 +155,11 @@ class PlannerActivities:
                     for s in subtasks
                 ]
             )
+            # The job's options only, not the whole row: this write stands between the plan and the sub-agents.
             async with session_scope(self.database_url) as session:
-                stored = await session.get(Job, request.job_id)
-                assert stored is not None
-                options = dict(stored.options or {})
+                options = dict(await session.scalar(select(Job.options).where(Job.id == request.job_id)) or {})
                 options["plan_candidates"] = {**options.get("plan_candidates", {}), str(request.attempt): subtasks}
-                stored.options = options
+                await session.execute(update(Job).where(Job.id == request.job_id).values(options=options))
         activity.logger.info("plan attempt %s for %s: %s", request.attempt, request.job_id, problem or "read")
         return PlanOutcome(
             subtasks=[

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, case, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -34,6 +35,7 @@ from swarmkeep.messages import SubagentInput, SubagentResult
 from swarmkeep.settings import Settings
 from swarmkeep.store.engine import read_scope
 from swarmkeep.store.group_commit import Write, group_commit
+from swarmkeep.store.group_read import group_read
 from swarmkeep.store.models import Job, NotebookEntry, Subtask, SubtaskStatus, utcnow
 from swarmkeep.workflows.recovery import PRIMARY
 
@@ -42,10 +44,10 @@ from swarmkeep.workflows.recovery import PRIMARY
 SUBTASKS = cast(Table, Subtask.__table__)
 NOTEBOOK = cast(Table, NotebookEntry.__table__)
 # Only the job's task: the job row also holds the whole plan, which would be decoded by every sub-agent.
-LOAD_SUBTASK = (
-    select(SUBTASKS.c.id, SUBTASKS.c.role, SUBTASKS.c.instruction, Job.task)
+LOAD_SUBTASKS = (
+    select(SUBTASKS.c.subtask_id, SUBTASKS.c.id, SUBTASKS.c.role, SUBTASKS.c.instruction, Job.task)
     .join(Job, Job.id == SUBTASKS.c.job_id)
-    .where(SUBTASKS.c.job_id == bindparam("job"), SUBTASKS.c.subtask_id == bindparam("subtask"))
+    .where(SUBTASKS.c.job_id == bindparam("job"), SUBTASKS.c.subtask_id.in_(bindparam("subtasks", expanding=True)))
 )
 START_ATTEMPT = (
     update(SUBTASKS)
@@ -66,6 +68,24 @@ COUNT_STEP = (
     .values(steps=bindparam("step"))
 )
 WRITE_STEP = insert(NOTEBOOK)
+
+
+SubtaskKey = tuple[str, str]  # job id, subtask id
+SubtaskRow = tuple[int, str, str, str]  # row id, role, instruction, the job's task
+
+
+async def _fetch_subtasks(connection: AsyncConnection, keys: list[SubtaskKey]) -> dict[SubtaskKey, SubtaskRow]:
+    """The subtasks that sub-agents starting together asked for: one query per job (group_read.py)."""
+    by_job: dict[str, list[str]] = {}
+    for job_id, subtask_id in keys:
+        by_job.setdefault(job_id, []).append(subtask_id)
+    found: dict[SubtaskKey, SubtaskRow] = {}
+    for job_id, subtask_ids in by_job.items():
+        for subtask_id, row_id, role, instruction, task in await connection.execute(
+            LOAD_SUBTASKS, {"job": job_id, "subtasks": subtask_ids}
+        ):
+            found[(job_id, subtask_id)] = (row_id, role, instruction, task)
+    return found
 
 
 @dataclass
@@ -124,32 +144,34 @@ class SubagentActivities:
         self.artifacts = artifacts or ArtifactStore(settings.effective_artifacts_dir, self.database_url)
         self.worker = settings.effective_worker_name
 
-    async def _load(self, request: SubagentInput, attempt: int) -> _Loaded:
-        """The job's task, the subtask (now marked running) and this lane's notebook so far."""
+    async def _load(self, request: SubagentInput, attempt: int) -> tuple[_Loaded, asyncio.Task[None]]:
+        """The job's task, the subtask and this lane's notebook so far; and the write that marks the subtask
+        running. That write goes on while the model works on the first step (the step's own write waits for it),
+        so a burst of sub-agents starting together does not wait a group commit before calling the model."""
         loaded = await self._read(request, attempt)
-        await self._write([(START_ATTEMPT, {"row": loaded.row_id, "now": utcnow()})])
-        return loaded
+        started = asyncio.create_task(self._write([(START_ATTEMPT, {"row": loaded.row_id, "now": utcnow()})]))
+        started.add_done_callback(lambda task: task.cancelled() or task.exception())  # awaited, or the attempt failed
+        return loaded, started
 
     async def _write(self, writes: list[Write]) -> None:
         # Concurrent sub-agents' writes share transactions (group_commit.py).
         await group_commit(self.database_url).write(writes)
 
     async def _read(self, request: SubagentInput, attempt: int) -> _Loaded:
+        # Sub-agents starting together read their subtasks in one query (group_read.py).
+        found = await group_read(self.database_url, _fetch_subtasks).get((request.job_id, request.subtask_id))
+        if found is None:
+            raise ApplicationError(
+                f"subtask {request.subtask_id} of job {request.job_id} is not in the job store",
+                type="SubtaskNotFound",
+                non_retryable=True,
+            )
+        row_id, role, instruction, task = found
+        if attempt == 1:
+            # A lane's first attempt starts an empty notebook. (Should an operator reset the workflow, the first
+            # step written again hits the notebook's unique step and the retry resumes instead.)
+            return _Loaded(row_id, role, instruction, task, [])
         async with read_scope(self.database_url) as session:
-            found = (
-                await session.execute(LOAD_SUBTASK, {"job": request.job_id, "subtask": request.subtask_id})
-            ).first()
-            if found is None:
-                raise ApplicationError(
-                    f"subtask {request.subtask_id} of job {request.job_id} is not in the job store",
-                    type="SubtaskNotFound",
-                    non_retryable=True,
-                )
-            row_id, role, instruction, task = found
-            if attempt == 1:
-                # A lane's first attempt starts an empty notebook. (Should an operator reset the workflow, the
-                # first step written again hits the notebook's unique step and the retry resumes instead.)
-                return _Loaded(row_id, role, instruction, task, [])
             notebook = list(
                 (
                     await session.scalars(
@@ -218,10 +240,10 @@ class SubagentActivities:
             return await self._work(request, info)
 
     async def _work(self, request: SubagentInput, info: activity.Info) -> SubagentResult:
-        loaded = await self._load(request, info.attempt)
+        loaded, started = await self._load(request, info.attempt)
         role, notebook = request.role or loaded.role, loaded.notebook
         toolset = toolset_for(role) if self.settings.tools_enabled else None
-        context = self._tool_context(request) if toolset else None
+        context: ToolContext | None = None  # made at the first tool call: most steps call none
 
         messages: list[dict[str, Any]] = subagent_opening(role, loaded.task, loaded.instruction, request.dependencies)
         prompt_tokens = sum(e.prompt_tokens for e in notebook)
@@ -253,7 +275,8 @@ class SubagentActivities:
                 writing=True,
             )
             added = [self.llm.assistant_message(reply)]
-            for call in (reply.tool_calls or []) if toolset and context else []:
+            for call in (reply.tool_calls or []) if toolset is not None else []:
+                context = context or self._tool_context(request)
                 result = await toolset.call(call["name"], call["arguments"], context)  # type: ignore[union-attr,arg-type]
                 added.append(as_tool_message(call["id"], result))
             messages.extend(added)
@@ -287,8 +310,10 @@ class SubagentActivities:
                 recorded = True
             else:
                 writes.append((COUNT_STEP, {"row": loaded.row_id, "step": step}))
+            await started  # the attempt is recorded running before any step of it
             await self._write(writes)
 
+        await started
         if outcome is None:  # resumed after the last step: nothing left to run
             outcome = _Outcome(self._conclusion(request, last_answer), step, prompt_tokens, completion_tokens)
         if not outcome.conclusion:

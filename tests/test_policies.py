@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
+import random
+
 import pytest
 
 from swarmkeep.workflows.budget import budget_exceeded, cost_usd
 from swarmkeep.workflows.hedging import HedgePolicy, hedge_decision, hedge_threshold
-from swarmkeep.workflows.plan_guards import PlannedSubtask, plan_findings, similarity
+from swarmkeep.workflows.plan_guards import PlannedSubtask, near_duplicates, plan_findings, similarity
 from swarmkeep.workflows.recovery import alternate_role, recovery_ladder
 
 POLICY = HedgePolicy(factor=3.0, min_s=10.0, min_finished_share=0.5)
@@ -70,3 +73,33 @@ def test_self_dependency_does_not_recurse() -> None:
     assert (
         plan_findings([sub("a", "one two three", "a"), sub("b", "four five six"), sub("c", "seven eight nine")]) == []
     )
+
+
+def test_near_duplicates_finds_exactly_the_alike_pairs() -> None:
+    # The prefix filter must find every pair a comparison of all pairs finds, and no other.
+    rng = random.Random(3)
+    for _ in range(300):
+        vocabulary = [f"w{i}" for i in range(rng.randint(1, 8))]
+        texts = [" ".join(rng.choices(vocabulary, k=rng.randint(0, 7))) for _ in range(rng.randint(2, 25))]
+        shingles = [{*zip(t.split(), t.split()[1:], strict=False)} or {(w, "") for w in t.split()} for t in texts]
+        for threshold in (0.3, 0.5, 0.85, 1.0):
+            every_pair = [
+                (i, j)
+                for i, j in itertools.combinations(range(len(texts)), 2)
+                if (len(shingles[i] & shingles[j]) / len(shingles[i] | shingles[j]) if shingles[i] | shingles[j] else 1)
+                >= threshold
+            ]
+            assert near_duplicates(shingles, threshold) == every_pair, (texts, threshold)
+
+
+def test_plan_guards_at_full_width() -> None:
+    # 300 distinct subtasks pass; two copies among them are found.
+    words = [f"topic{i}" for i in range(900)]
+    plan = [
+        sub(f"s{i}", f"Research {words[3 * i]} and {words[3 * i + 1]} against {words[3 * i + 2]}") for i in range(300)
+    ]
+    assert plan_findings(plan) == []
+    plan[299] = sub("s299", plan[7].instruction)
+    assert [f for f in plan_findings(plan) if "same work" in f] == [
+        "fake parallelism: subtasks 's7' and 's299' do the same work; merge them or make them different"
+    ]

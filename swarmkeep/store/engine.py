@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 # Async engines belong to the event loop that made them, so each loop has its own (weakly held) cache.
 T = TypeVar("T")
@@ -98,6 +98,20 @@ async def session_scope(url: str) -> AsyncIterator[AsyncSession]:
         try:
             async with _session(url) as session:
                 yield session
+        finally:
+            _taking_turn.reset(taking)
+
+
+@asynccontextmanager
+async def transaction(url: str) -> AsyncIterator[AsyncConnection]:
+    """A Core connection in one transaction, committed on success and rolled back on error, for batched writes
+    that need no ORM session (group_commit.py). On SQLite it takes the writers' turn, as session_scope does."""
+    turn = None if _taking_turn.get() else _sqlite_turn(url)
+    async with turn or nullcontext():
+        taking = _taking_turn.set(True)
+        try:
+            async with get_engine(url).begin() as connection:
+                yield connection
         finally:
             _taking_turn.reset(taking)
 
