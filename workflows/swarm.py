@@ -80,6 +80,7 @@ class SwarmWorkflow:
         self._primary_started: dict[str, datetime] = {}
         self._primary_durations: dict[str, float] = {}
         self._hedge_now: set[str] = set()
+        self._hedge_asked: dict[str, asyncio.Future[None]] = {}  # resolved when a primary run gets a backup
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._completions = 0
         self._counts = {"retries": 0, "reassignments": 0, "regenerations": 0, "hedges": 0, "hedges_won": 0}
@@ -320,11 +321,16 @@ class SwarmWorkflow:
         if lane != PRIMARY or not job.limits.hedging:
             return await primary
         self._primary_started[subtask_id] = workflow.now()
+        # A future, not a wait_condition: the workflow re-evaluates every pending condition after each step of its
+        # loop, and with a stage of 300 sub-agents that was 300 lambdas per step, per activation.
+        asked = self._hedge_asked[subtask_id] = asyncio.get_running_loop().create_future()
         try:
-            await workflow.wait_condition(lambda: primary.done() or subtask_id in self._hedge_now)
+            await workflow.wait([primary, asked], return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
             primary.cancel()
             raise
+        finally:
+            del self._hedge_asked[subtask_id]
         if primary.done():
             self._primary_durations[subtask_id] = (workflow.now() - self._primary_started[subtask_id]).total_seconds()
             return primary.result()
@@ -397,6 +403,10 @@ class SwarmWorkflow:
             finished = [self._primary_durations[sid] for sid in stage if sid in self._primary_durations]
             decision = hedge_decision(now_s, running, finished, len(stage), policy)
             self._hedge_now.update(decision.hedge)
+            for sid in decision.hedge:
+                asked = self._hedge_asked.get(sid)
+                if asked is not None and not asked.done():
+                    asked.set_result(None)
             timeout = max(decision.next_check_s - now_s, 0.5) if decision.next_check_s is not None else None
 
             def changed(seen: int = self._completions) -> bool:
