@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import cast
 
-from sqlalchemy import Table, case, insert, select, update
+from sqlalchemy import case, insert, select, update
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from swarmkeep.messages import JobStatusUpdate, RecordPlanRequest, SubtaskRecord, WaitingForHuman
 from swarmkeep.store.engine import session_scope
-from swarmkeep.store.models import Job, JobStatus, Subtask, SubtaskStatus, utcnow
-
-SUBTASKS = cast(Table, Subtask.__table__)
-JOBS = cast(Table, Job.__table__)
+from swarmkeep.store.models import JOBS, SUBTASKS, Job, JobStatus, Subtask, SubtaskStatus, utcnow
 
 
 class JobStoreActivities:

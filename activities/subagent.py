@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, bindparam, case, func, insert, select, update
+from sqlalchemy import bindparam, case, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -36,13 +36,11 @@ from swarmkeep.settings import Settings
 from swarmkeep.store.engine import read_scope
 from swarmkeep.store.group_commit import Write, group_commit
 from swarmkeep.store.group_read import group_read
-from swarmkeep.store.models import Job, NotebookEntry, Subtask, SubtaskStatus, utcnow
+from swarmkeep.store.models import NOTEBOOK, SUBTASKS, Job, NotebookEntry, SubtaskStatus, utcnow
 from swarmkeep.workflows.recovery import PRIMARY
 
 # Sub-agents read and write the store with Core statements on the tables, built once: the ORM's unit of work,
 # its session synchronisation and building each statement anew were most of the worker's CPU at 300 sub-agents.
-SUBTASKS = cast(Table, Subtask.__table__)
-NOTEBOOK = cast(Table, NotebookEntry.__table__)
 # Only the job's task: the job row also holds the whole plan, which would be decoded by every sub-agent.
 LOAD_SUBTASKS = (
     select(SUBTASKS.c.subtask_id, SUBTASKS.c.id, SUBTASKS.c.role, SUBTASKS.c.instruction, Job.task)

@@ -79,8 +79,7 @@ class SwarmWorkflow:
         self._busy_s: dict[str, float] = {}
         self._primary_started: dict[str, datetime] = {}
         self._primary_durations: dict[str, float] = {}
-        self._hedge_now: set[str] = set()
-        self._hedge_asked: dict[str, asyncio.Future[None]] = {}  # resolved when a primary run gets a backup
+        self._hedge_asked: dict[str, asyncio.Future[None]] = {}  # per primary run; resolved when it gets a backup
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._completions = 0
         self._counts = {"retries": 0, "reassignments": 0, "regenerations": 0, "hedges": 0, "hedges_won": 0}
@@ -329,8 +328,6 @@ class SwarmWorkflow:
         except asyncio.CancelledError:
             primary.cancel()
             raise
-        finally:
-            del self._hedge_asked[subtask_id]
         if primary.done():
             self._primary_durations[subtask_id] = (workflow.now() - self._primary_started[subtask_id]).total_seconds()
             return primary.result()
@@ -397,16 +394,13 @@ class SwarmWorkflow:
             running = {
                 sid: (self._primary_started[sid] - zero).total_seconds()
                 for sid in stage
-                if sid in self._primary_started and sid not in self._primary_durations and sid not in self._hedge_now
+                if sid in self._hedge_asked and sid not in self._primary_durations and not self._hedge_asked[sid].done()
                 and not self._tasks[sid].done()
             }  # fmt: skip
             finished = [self._primary_durations[sid] for sid in stage if sid in self._primary_durations]
             decision = hedge_decision(now_s, running, finished, len(stage), policy)
-            self._hedge_now.update(decision.hedge)
-            for sid in decision.hedge:
-                asked = self._hedge_asked.get(sid)
-                if asked is not None and not asked.done():
-                    asked.set_result(None)
+            for sid in decision.hedge:  # each one running and not yet hedged
+                self._hedge_asked[sid].set_result(None)
             timeout = max(decision.next_check_s - now_s, 0.5) if decision.next_check_s is not None else None
 
             def changed(seen: int = self._completions) -> bool:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import AsyncIterator, Coroutine
-from contextlib import asynccontextmanager, nullcontext
+from collections.abc import AsyncIterator, Callable, Coroutine, Hashable
+from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, TypeVar
@@ -14,13 +14,24 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-# Async engines belong to the event loop that made them, so each loop has its own (weakly held) cache.
 T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
+LoopLocal = weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[K, T]]
 
-_engines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, AsyncEngine]] = weakref.WeakKeyDictionary()
+_engines: LoopLocal[str, AsyncEngine] = weakref.WeakKeyDictionary()
 # SQLite has one writer at a time: scopes of one loop take turns here rather than in SQLite's busy handler.
-_turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = weakref.WeakKeyDictionary()
+_turns: LoopLocal[str, asyncio.Lock] = weakref.WeakKeyDictionary()
 _taking_turn: ContextVar[bool] = ContextVar("swarmkeep_store_taking_turn", default=False)
+
+
+def loop_local(registry: LoopLocal[K, T], key: K, make: Callable[[], T]) -> T:
+    """The running event loop's value for `key` in `registry`, made on first use. Engines, locks and the queues
+    built on them belong to the loop that made them, so each loop has its own (weakly held, gone with the loop)."""
+    values = registry.setdefault(asyncio.get_running_loop(), {})
+    value = values.get(key)
+    if value is None:
+        value = values[key] = make()
+    return value
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -43,19 +54,19 @@ def ensure_sqlite_dir(url: str) -> None:
 
 def get_engine(url: str) -> AsyncEngine:
     """One engine per URL per event loop."""
-    cache = _engines.setdefault(asyncio.get_running_loop(), {})
-    engine = cache.get(url)
-    if engine is None:
-        ensure_sqlite_dir(url)
-        # Hundreds of sub-agents share one pool: they wait their turn for a connection rather than fail after
-        # SQLAlchemy's default 30 s (an attempt that fails that way is retried, adding to the queue).
-        kwargs: dict[str, Any] = {"pool_size": 10, "max_overflow": 20, "pool_timeout": 300}
-        if make_url(url).get_backend_name() != "sqlite":
-            kwargs["pool_pre_ping"] = True
-        engine = create_async_engine(url, **kwargs)
-        if engine.dialect.name == "sqlite":
-            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        cache[url] = engine
+    return loop_local(_engines, url, lambda: _make_engine(url))
+
+
+def _make_engine(url: str) -> AsyncEngine:
+    ensure_sqlite_dir(url)
+    # Hundreds of sub-agents share one pool: they wait their turn for a connection rather than fail after
+    # SQLAlchemy's default 30 s (an attempt that fails that way is retried, adding to the queue).
+    kwargs: dict[str, Any] = {"pool_size": 10, "max_overflow": 20, "pool_timeout": 300}
+    if make_url(url).get_backend_name() != "sqlite":
+        kwargs["pool_pre_ping"] = True
+    engine = create_async_engine(url, **kwargs)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
 
 
@@ -73,11 +84,19 @@ async def _end(session: AsyncSession, commit: bool) -> None:
         await session.close()
 
 
-def _sqlite_turn(url: str) -> asyncio.Lock | None:
-    """The lock that SQLite scopes of this event loop share; None for other databases."""
-    if get_engine(url).dialect.name != "sqlite":
-        return None
-    return _turns.setdefault(asyncio.get_running_loop(), {}).setdefault(url, asyncio.Lock())
+@asynccontextmanager
+async def _writers_turn(url: str) -> AsyncIterator[None]:
+    """On SQLite, wait for this event loop's writers' turn (a scope inside another shares its turn); on other
+    databases, go ahead."""
+    if _taking_turn.get() or get_engine(url).dialect.name != "sqlite":
+        yield
+        return
+    async with loop_local(_turns, url, asyncio.Lock):
+        taking = _taking_turn.set(True)
+        try:
+            yield
+        finally:
+            _taking_turn.reset(taking)
 
 
 @asynccontextmanager
@@ -92,28 +111,16 @@ async def session_scope(url: str) -> AsyncIterator[AsyncSession]:
     hedge) still returns its connection to the pool instead of leaking it, which under load would starve every
     other sub-agent of connections.
     """
-    turn = None if _taking_turn.get() else _sqlite_turn(url)
-    async with turn or nullcontext():
-        taking = _taking_turn.set(True)
-        try:
-            async with _session(url) as session:
-                yield session
-        finally:
-            _taking_turn.reset(taking)
+    async with _writers_turn(url), _session(url) as session:
+        yield session
 
 
 @asynccontextmanager
 async def transaction(url: str) -> AsyncIterator[AsyncConnection]:
     """A Core connection in one transaction, committed on success and rolled back on error, for batched writes
     that need no ORM session (group_commit.py). On SQLite it takes the writers' turn, as session_scope does."""
-    turn = None if _taking_turn.get() else _sqlite_turn(url)
-    async with turn or nullcontext():
-        taking = _taking_turn.set(True)
-        try:
-            async with get_engine(url).begin() as connection:
-                yield connection
-        finally:
-            _taking_turn.reset(taking)
+    async with _writers_turn(url), get_engine(url).begin() as connection:
+        yield connection
 
 
 @asynccontextmanager

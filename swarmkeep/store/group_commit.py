@@ -24,13 +24,13 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import Executable
 
-from .engine import transaction
+from .engine import LoopLocal, loop_local, transaction
 
 Write = tuple[Executable, dict[str, Any]]
 
 LINGER_S = 0.01  # against a model step of seconds, ten milliseconds more per write is nothing
 
-_committers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, GroupCommit]] = weakref.WeakKeyDictionary()
+_committers: LoopLocal[str, GroupCommit] = weakref.WeakKeyDictionary()
 
 
 class GroupCommit:
@@ -108,8 +108,4 @@ def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
 
 def group_commit(url: str) -> GroupCommit:
     """The group committer of ``url`` for the running event loop."""
-    committers = _committers.setdefault(asyncio.get_running_loop(), {})
-    committer = committers.get(url)
-    if committer is None:
-        committer = committers[url] = GroupCommit(url)
-    return committer
+    return loop_local(_committers, url, lambda: GroupCommit(url))

@@ -16,16 +16,14 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from .engine import get_engine
+from .engine import LoopLocal, get_engine, loop_local
 from .group_commit import LINGER_S
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 Fetch = Callable[[AsyncConnection, list[K]], Awaitable[Mapping[K, V]]]
 
-_readers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, Any], GroupRead[Any, Any]]] = (
-    weakref.WeakKeyDictionary()
-)
+_readers: LoopLocal[tuple[str, Any], GroupRead[Any, Any]] = weakref.WeakKeyDictionary()
 
 
 class GroupRead(Generic[K, V]):
@@ -67,8 +65,4 @@ class GroupRead(Generic[K, V]):
 
 def group_read(url: str, fetch: Fetch[K, V]) -> GroupRead[K, V]:
     """The group reader of `fetch` on `url` for the running event loop."""
-    readers = _readers.setdefault(asyncio.get_running_loop(), {})
-    reader = readers.get((url, fetch))
-    if reader is None:
-        reader = readers[(url, fetch)] = GroupRead(url, fetch)
-    return reader
+    return loop_local(_readers, (url, fetch), lambda: GroupRead(url, fetch))

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Table, Text, UniqueConstraint, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -182,3 +182,10 @@ class CallbackDelivery(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     delivered: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+# The tables themselves, for Core statements on the hot paths (sub-agents' and record_plan's writes), which skip
+# the ORM's unit of work.
+JOBS = cast(Table, Job.__table__)
+SUBTASKS = cast(Table, Subtask.__table__)
+NOTEBOOK = cast(Table, NotebookEntry.__table__)
