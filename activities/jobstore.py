@@ -4,13 +4,25 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import case, insert, select, update
+from sqlalchemy import case, insert, make_url, select, update
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from swarmkeep.messages import JobStatusUpdate, RecordPlanRequest, SubtaskRecord, WaitingForHuman
+from swarmkeep.messages import JOB_NOT_IN_STORE, JobStatusUpdate, RecordPlanRequest, SubtaskRecord, WaitingForHuman
 from swarmkeep.store.engine import session_scope
 from swarmkeep.store.models import JOBS, SUBTASKS, Job, JobStatus, Subtask, SubtaskStatus, utcnow
+
+
+def job_not_in_store(job_id: str, database_url: str) -> ApplicationError:
+    """The non-retryable error for a job this worker's job store does not have, saying why and what to do."""
+    shown = make_url(database_url).render_as_string(hide_password=True)
+    return ApplicationError(
+        f"job {job_id} is not in this worker's job store ({shown}): another swarmkeep stack shares this "
+        "Temporal server and task queue, and its worker took this job. Stop the other worker, or give each stack "
+        "its own task queue (SWARMKEEP_TASK_QUEUE) or Temporal dev server (SWARMKEEP_TEMPORAL_DEV_PORT).",
+        type=JOB_NOT_IN_STORE,
+        non_retryable=True,
+    )
 
 
 class JobStoreActivities:
@@ -25,7 +37,7 @@ class JobStoreActivities:
         async with session_scope(self.database_url) as session:
             job = await session.get(Job, update_.job_id)
             if job is None:
-                raise ApplicationError(f"job {update_.job_id} is not in the job store", non_retryable=True)
+                raise job_not_in_store(update_.job_id, self.database_url)
             job.status = update_.status
             if update_.status in JobStatus.TERMINAL:
                 job.error = update_.error
@@ -52,7 +64,9 @@ class JobStoreActivities:
             found = (await session.execute(select(Job.options).where(Job.id == request.job_id))).first()
             candidates = (found[0] or {}).get("plan_candidates", {}) if found else {}
             plan = candidates.get(str(request.attempt))
-            if found is None or not plan:
+            if found is None:
+                raise job_not_in_store(request.job_id, self.database_url)
+            if not plan:
                 raise ApplicationError(f"job {request.job_id} has no stored plan", non_retryable=True)
             stage_of = {sid: index for index, stage in enumerate(request.stages) for sid in stage}
             existing = set(

@@ -10,7 +10,15 @@ from sqlalchemy import select, update
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from swarmkeep.activities.prompts import clip, plan_messages, plan_schema, regenerate_messages, synthesis_messages
+from swarmkeep.activities.jobstore import job_not_in_store
+from swarmkeep.activities.prompts import (
+    PROMPT_EXAMPLES,
+    clip,
+    plan_messages,
+    plan_schema,
+    regenerate_messages,
+    synthesis_messages,
+)
 from swarmkeep.inference.client import CONTEXT_TOO_LONG, LLMClient
 from swarmkeep.messages import (
     DependencyConclusion,
@@ -25,7 +33,8 @@ from swarmkeep.messages import (
 from swarmkeep.roles import HUMAN, plan_roles
 from swarmkeep.store.engine import session_scope
 from swarmkeep.store.models import Job, JobStatus, Subtask, utcnow
-from swarmkeep.workflows.plan_guards import PlannedSubtask, plan_findings
+from swarmkeep.text_loops import cut_loop
+from swarmkeep.workflows.plan_guards import PlannedSubtask, merge_duplicates, plan_findings
 from swarmkeep.workflows.planning import PLAN_ATTEMPTS, find_cycle
 
 PREVIEW_CHARS = 400
@@ -61,6 +70,18 @@ def parse_plan(text: str) -> tuple[list[dict[str, Any]], str | None]:
             }
         )
     return tidy_ids(subtasks), None
+
+
+def merge_plan(
+    subtasks: list[dict[str, Any]], planned: list[PlannedSubtask]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The plan's subtasks with each group of near-duplicates merged into its first member (see
+    merge_duplicates), and what was merged."""
+    result = merge_duplicates(planned)
+    if not result.merged:
+        return subtasks, []
+    by_id = {s["id"]: s for s in subtasks}
+    return [{**by_id[p.id], "depends_on": list(p.depends_on)} for p in result.subtasks], result.merged
 
 
 def shortened(conclusions: list[DependencyConclusion], limit: int) -> list[DependencyConclusion]:
@@ -112,7 +133,7 @@ class PlannerActivities:
         async with session_scope(self.database_url) as session:
             job = await session.get(Job, job_id)
             if job is None:
-                raise ApplicationError(f"job {job_id} is not in the job store", non_retryable=True)
+                raise job_not_in_store(job_id, self.database_url)
             if status is not None and job.status not in JobStatus.TERMINAL:
                 job.status = status
                 if status == JobStatus.PLANNING and job.started_at is None:
@@ -148,13 +169,19 @@ class PlannerActivities:
                     {"id": human["id"], "role": HUMAN, "instruction": human["instruction"], "depends_on": []}
                 )
         findings: list[str] = []
+        merged: list[dict[str, Any]] = []
         if problem is None:
-            findings = plan_findings(
-                [
-                    PlannedSubtask(str(s["id"]), str(s["instruction"]), tuple(s["depends_on"]))  # type: ignore[arg-type]
-                    for s in subtasks
-                ]
-            )
+            planned = [
+                PlannedSubtask(str(s["id"]), str(s["instruction"]), tuple(s["depends_on"]), str(s["role"]))
+                for s in subtasks
+            ]
+            if request.attempt >= PLAN_ATTEMPTS:
+                # No attempt is left to ask for different work: near-duplicates run once, as one subtask.
+                subtasks, merged = merge_plan(subtasks, planned)
+                if merged:
+                    activity.logger.warning("last plan for %s had duplicates; merged %s", request.job_id, merged)
+                    planned = [p for p in planned if any(p.id == s["id"] for s in subtasks)]
+            findings = plan_findings(planned, task=job.task, examples=PROMPT_EXAMPLES)
             # The job's options only, not the whole row: this write stands between the plan and the sub-agents.
             async with session_scope(self.database_url) as session:
                 options = dict(await session.scalar(select(Job.options).where(Job.id == request.job_id)) or {})
@@ -170,6 +197,7 @@ class PlannerActivities:
             findings=findings,
             prompt_tokens=reply.prompt_tokens,
             completion_tokens=reply.completion_tokens,
+            merged=merged,
         )
 
     @activity.defn(name="synthesize")
@@ -191,15 +219,19 @@ class PlannerActivities:
                     "synthesis of %s: conclusions cut to %d chars to fit", request.job_id, longest // 2
                 )
                 conclusions = shortened(conclusions, max(longest // 2, MIN_CONCLUSION_CHARS))
+        answer, looped = cut_loop(reply.content)
+        if looped:
+            activity.logger.warning("synthesis of %s fell into a loop: cut where it began", request.job_id)
         async with session_scope(self.database_url) as session:
             stored = await session.get(Job, request.job_id)
             assert stored is not None
-            stored.synthesis = reply.content
+            stored.synthesis = answer
         return SynthesisOutcome(
-            preview=reply.content[:PREVIEW_CHARS],
+            preview=answer[:PREVIEW_CHARS],
             prompt_tokens=reply.prompt_tokens,
             completion_tokens=reply.completion_tokens,
             context_chars=sum(len(m["content"]) for m in messages),
+            loop_cut=looped,
         )
 
     @activity.defn(name="regenerate_subtask")

@@ -3,12 +3,31 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 
 from swarmkeep.messages import DependencyConclusion
 from swarmkeep.roles import HUMAN, HUMAN_DESCRIPTION, ROLE_DESCRIPTIONS, ROLES
 
 CONCLUSION_MARK = "CONCLUSION:"
+# Ids like s1, s12: a small model left free writes 32-digit ids and dependencies on words of the prompt.
+ID_PATTERN = "^s[0-9]{1,3}$"
+PART_SPLIT = re.compile(r"[,;]|\s+then\s+")
+SKETCH_WORK = ("Research the facts", "Analyse the options", "Write the answer")
+# Every example text a prompt shows, in one place, so the plan guards can tell a copied example from real work:
+# the sketch's fixed words, and the example plan earlier prompts showed (its copies still turn up in stored plans).
+PROMPT_EXAMPLES: tuple[str, ...] = (
+    *SKETCH_WORK,
+    "List the key facts about X.",
+    "Compare the options for X.",
+    "Write a summary of X.",
+)
+ROLE_VERBS: dict[str, tuple[str, ...]] = {
+    "researcher": ("research", "find", "gather", "collect", "study", "investigat", "list"),
+    "analyst": ("analy", "compare", "evaluat", "measur", "estimat", "calculat", "assess"),
+    "coder": ("code", "implement", "program", "build", "script", "debug", "test"),
+    "slides": ("slide", "present"),
+}
 
 ROLE_PROMPTS: dict[str, str] = {
     "researcher": "You are a careful researcher. Gather the relevant facts, name your sources or say what is "
@@ -30,21 +49,15 @@ SUBAGENT_RULES = (
 CONTINUE_PROMPT = "Continue the subtask: improve or complete your work."
 LAST_STEP_PROMPT = f"This is your last step. Write your final result now, starting with '{CONCLUSION_MARK}'."
 
+# No example plan: a tiny model copies any example it is shown into its plan, and the JSON schema already fixes
+# the shape. The task's own parts are listed instead (see task_parts), for a small model to copy.
 ORCHESTRATOR_PLAN = (
-    "You are the orchestrator of a swarm of specialist sub-agents. Split the user's task into independent "
-    "subtasks that can run in parallel where possible. Roles: {roles}. Each subtask has a short unique id "
-    "(like s1, s2), a role, a self-contained instruction, and depends_on: the ids of earlier subtasks whose "
-    "results it needs (usually none; never itself). Give between {low} and {high} subtasks. Answer with JSON "
-    "only, for example: {example}"
+    "You are the orchestrator of a swarm of specialist sub-agents. Split the user's task into between {low} and "
+    "{high} subtasks that can run in parallel where possible. Roles: {roles}. Each subtask has an id (s1, s2, "
+    "...), a role, an instruction, and depends_on: the ids of earlier subtasks whose results it needs (usually "
+    "none; never itself). Each instruction is one sentence in the task's own words: it names the task's subject "
+    "and the one part of the task that subtask does. No two subtasks do the same part. Answer with JSON only."
 )
-
-PLAN_EXAMPLE = {
-    "subtasks": [
-        {"id": "s1", "role": "researcher", "instruction": "List the key facts about X.", "depends_on": []},
-        {"id": "s2", "role": "analyst", "instruction": "Compare the options for X.", "depends_on": []},
-        {"id": "s3", "role": "writer", "instruction": "Write a summary of X.", "depends_on": ["s1", "s2"]},
-    ]
-}
 
 ORCHESTRATOR_SYNTHESIS = (
     "You are the orchestrator of a swarm of sub-agents. They have finished their subtasks; their conclusions "
@@ -82,10 +95,14 @@ def plan_schema(min_subtasks: int, max_subtasks: int, roles: Sequence[str] = ROL
                 "items": {
                     "type": "object",
                     "properties": {
-                        "id": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,32}$"},
+                        "id": {"type": "string", "pattern": ID_PATTERN},
                         "role": {"type": "string", "enum": list(roles)},
-                        "instruction": {"type": "string", "minLength": 1, "maxLength": 1500},
-                        "depends_on": {"type": "array", "items": {"type": "string"}, "maxItems": 16},
+                        "instruction": {"type": "string", "minLength": 1, "maxLength": 600},
+                        "depends_on": {
+                            "type": "array",
+                            "items": {"type": "string", "pattern": ID_PATTERN},
+                            "maxItems": min(max_subtasks, 16),
+                        },
                     },
                     "required": ["id", "role", "instruction", "depends_on"],
                     "additionalProperties": False,
@@ -97,15 +114,48 @@ def plan_schema(min_subtasks: int, max_subtasks: int, roles: Sequence[str] = ROL
     }
 
 
+def task_subject(task: str) -> str:
+    """What a task is about, in its own words: the text before its list of parts, else its first clause."""
+    head, colon, _ = task.partition(":")
+    first = head if colon else re.split(r"[,;]", task)[0]
+    return " ".join(first.split()[:12]).strip().rstrip(".")
+
+
+def task_parts(task: str) -> list[str]:
+    """The parts a task lists itself ("Plan X: research A, outline B, and draft C"), each a sentence naming the
+    task's subject; empty when the task lists no parts."""
+    head, colon, rest = task.partition(":")
+    pieces = [re.sub(r"^(and then|and|then)\s+", "", p.strip(), flags=re.I).strip(" .") for p in PART_SPLIT.split(rest)]
+    pieces = [p for p in pieces if len(p.split()) >= 2]
+    if not colon or len(pieces) < 2:
+        return []
+    return [f"{p[0].upper()}{p[1:]} for this task: {task_subject(task)}." for p in pieces]
+
+
+def plan_sketch(task: str) -> list[dict[str, object]]:
+    """A plan built from the task's own words, for a small model to start from: the task's parts, else three
+    roles' views of its subject. Copying it gives a plan about the task, never someone else's."""
+    parts = task_parts(task) or [f"{work} for this task: {task_subject(task)}." for work in SKETCH_WORK]
+    return [
+        {"id": f"s{i}", "role": _role_for(part), "instruction": part, "depends_on": []}
+        for i, part in enumerate(parts, 1)
+    ]
+
+
+def _role_for(part: str) -> str:
+    verb = part.split()[0].lower()
+    return next((role for role, verbs in ROLE_VERBS.items() if verb.startswith(verbs)), "writer")
+
+
 def plan_messages(
     task: str, min_subtasks: int, max_subtasks: int, feedback: str | None, allowed: Sequence[str] = ROLES
 ) -> list[dict[str, str]]:
     described = {**ROLE_DESCRIPTIONS, HUMAN: HUMAN_DESCRIPTION}
     roles = "; ".join(f"{name} ({described[name]})" for name in allowed)
-    system = ORCHESTRATOR_PLAN.format(
-        roles=roles, low=min_subtasks, high=max_subtasks, example=json.dumps(PLAN_EXAMPLE)
-    )
+    system = ORCHESTRATOR_PLAN.format(roles=roles, low=min_subtasks, high=max_subtasks)
     user = f"Task: {task}"
+    sketch = {"subtasks": plan_sketch(task)}
+    user += "\n\nA plan from the task's own words, to start from (improve it): " + json.dumps(sketch)
     if feedback:
         user += f"\n\nYour previous plan was rejected: {feedback}. Fix these problems."
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +13,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from swarmkeep.activities.artifacts import ArtifactStore
+from swarmkeep.activities.jobstore import job_not_in_store
 from swarmkeep.activities.prompts import (
     CONCLUSION_MARK,
     CONTINUE_PROMPT,
@@ -30,13 +29,14 @@ from swarmkeep.activities.tools import (
     search_provider_for,
     toolset_for,
 )
-from swarmkeep.inference.client import LLMClient
+from swarmkeep.inference.client import ActivityHeartbeat, LLMClient, ProgressHook
 from swarmkeep.messages import SubagentInput, SubagentResult
 from swarmkeep.settings import Settings
 from swarmkeep.store.engine import read_scope
 from swarmkeep.store.group_commit import Write, group_commit
 from swarmkeep.store.group_read import group_read
 from swarmkeep.store.models import NOTEBOOK, SUBTASKS, Job, NotebookEntry, SubtaskStatus, utcnow
+from swarmkeep.text_loops import cut_loop
 from swarmkeep.workflows.recovery import PRIMARY
 
 # Sub-agents read and write the store with Core statements on the tables, built once: the ORM's unit of work,
@@ -107,25 +107,6 @@ class _Outcome:
     completion_tokens: int
 
 
-@asynccontextmanager
-async def heartbeating(interval_s: float) -> AsyncIterator[None]:
-    """Heartbeat in the background while a long call runs, so a live agent is never taken for stalled.
-
-    The first beat waits one interval: Temporal sends a first heartbeat at once (a write on the server), and most
-    attempts that end sooner need none."""
-
-    async def beat() -> None:
-        while True:
-            await asyncio.sleep(interval_s)
-            activity.heartbeat()
-
-    task = asyncio.create_task(beat())
-    try:
-        yield
-    finally:
-        task.cancel()
-
-
 def _step_prompt(step: int, max_steps: int) -> str:
     return LAST_STEP_PROMPT if step == max_steps else CONTINUE_PROMPT
 
@@ -159,6 +140,9 @@ class SubagentActivities:
         # Sub-agents starting together read their subtasks in one query (group_read.py).
         found = await group_read(self.database_url, _fetch_subtasks).get((request.job_id, request.subtask_id))
         if found is None:
+            async with read_scope(self.database_url) as session:
+                if await session.get(Job, request.job_id) is None:  # another stack's worker took this sub-agent
+                    raise job_not_in_store(request.job_id, self.database_url)
             raise ApplicationError(
                 f"subtask {request.subtask_id} of job {request.job_id} is not in the job store",
                 type="SubtaskNotFound",
@@ -222,22 +206,32 @@ class SubagentActivities:
 
     @staticmethod
     def _conclusion(request: SubagentInput, last_answer: str) -> str:
-        """What goes up to the orchestrator: the text after the mark, else the whole answer ("" if none)."""
-        conclusion, _ = extract_conclusion(last_answer, request.conclusion_chars)
+        """What goes up to the orchestrator: the text after the mark, else the whole answer ("" if none), cut
+        where it falls into a loop."""
+        return SubagentActivities._looped_conclusion(request, last_answer)[0]
+
+    @staticmethod
+    def _looped_conclusion(request: SubagentInput, last_answer: str) -> tuple[str, bool]:
+        """The conclusion, and whether it fell into a loop (the same sentence again and again) and was cut."""
+        whole, _ = extract_conclusion(last_answer, len(last_answer) + 1)
+        cut, looped = cut_loop(whole)
+        conclusion, _ = extract_conclusion(cut, request.conclusion_chars)
         if not conclusion:  # the mark with nothing after it: hand up the whole answer instead
-            conclusion = last_answer.replace(CONCLUSION_MARK, "").strip()[: request.conclusion_chars]
-        return conclusion
+            cut, looped = cut_loop(last_answer.replace(CONCLUSION_MARK, "").strip())
+            conclusion = cut[: request.conclusion_chars]
+        return conclusion, looped
 
     @activity.defn(name="run_subagent")
     async def run_subagent(self, request: SubagentInput) -> SubagentResult:
         """Work on one subtask for up to `max_steps` steps, resuming after the lane's last notebook step."""
         info = activity.info()
         beat_every = max((info.heartbeat_timeout.total_seconds() if info.heartbeat_timeout else 30.0) / 3, 0.5)
-        # Heartbeat for the whole attempt, database waits included: only a dead or frozen worker goes silent.
-        async with heartbeating(beat_every):
-            return await self._work(request, info)
+        # Heartbeat for the whole attempt, database and model-slot waits included: only a dead or frozen worker
+        # goes silent. A model that stops mid-answer fails the call on the client's idle timeout instead.
+        async with ActivityHeartbeat(beat_every) as heartbeat:
+            return await self._work(request, info, heartbeat)
 
-    async def _work(self, request: SubagentInput, info: activity.Info) -> SubagentResult:
+    async def _work(self, request: SubagentInput, info: activity.Info, on_progress: ProgressHook) -> SubagentResult:
         loaded, started = await self._load(request, info.attempt)
         role, notebook = request.role or loaded.role, loaded.notebook
         toolset = toolset_for(role) if self.settings.tools_enabled else None
@@ -271,6 +265,7 @@ class SubagentActivities:
                 model=request.model,
                 tools=toolset.specs() if toolset and step < request.max_steps else None,
                 writing=True,
+                on_progress=on_progress,  # the heartbeat's details say when the step waits for a model slot
             )
             added = [self.llm.assistant_message(reply)]
             for call in (reply.tool_calls or []) if toolset is not None else []:
@@ -331,4 +326,5 @@ class SubagentActivities:
             role=role,
             transcript_chars=sum(len(str(m.get("content") or "")) for m in messages),
             worker=self.worker,
+            loop_cut=self._looped_conclusion(request, last_answer)[1],
         )

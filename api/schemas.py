@@ -48,6 +48,11 @@ class Progress(BaseModel):
     retries: int = 0
     stage: int = 0
     stages_total: int = 0
+    waiting_for_model: int = Field(
+        0,
+        description="Running calls (sub-agents, orchestrator) queued for a slot at the model, as their last "
+        "heartbeat said; not stalled. Counted while the job runs.",
+    )
 
 
 class SubtaskView(BaseModel):

@@ -8,17 +8,20 @@ from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.exceptions import FailureError
 from temporalio.service import RPCError
 
 from swarmkeep.api.schemas import ArtifactView, JobResult, JobSummary, JobView, Links, Progress, SubtaskView
+from swarmkeep.inference.limiter import WAITING_FOR_MODEL
 from swarmkeep.messages import JobProgress
 from swarmkeep.settings import Settings
 from swarmkeep.store.models import Artifact, Job, JobStatus, Subtask, SubtaskStatus, utcnow
 
 QUERY_TIMEOUT_S = 3.0
 
-# A workflow that closed without writing its terminal status (terminated by an operator, timed out).
+# A workflow that closed without writing its terminal status: terminated by an operator, timed out, or failed where
+# it could not write (another stack's worker took it); a failure's own message replaces the generic line.
 _CLOSED_WITHOUT_RECORD = {
     WorkflowExecutionStatus.TERMINATED: (JobStatus.FAILED, "The workflow was terminated in Temporal."),
     WorkflowExecutionStatus.TIMED_OUT: (JobStatus.FAILED, "The workflow timed out in Temporal."),
@@ -96,14 +99,54 @@ async def _live_progress(client: Client, job_id: str) -> JobProgress | None:
         return None
 
 
-async def reconcile_closed(session: AsyncSession, client: Client, job: Job) -> None:
-    """Mark a job whose workflow closed without recording it (e.g. terminated in the UI) as terminal."""
+async def _describe(client: Client, job_id: str) -> WorkflowExecutionDescription | None:
     try:
-        description = await client.get_workflow_handle(job.id).describe()
-    except Exception:
-        return
-    if description.status in _CLOSED_WITHOUT_RECORD:
+        return await asyncio.wait_for(client.get_workflow_handle(job_id).describe(), QUERY_TIMEOUT_S)
+    except Exception:  # the row's view is good enough without it
+        return None
+
+
+async def waiting_for_model(client: Client, description: WorkflowExecutionDescription) -> int:
+    """How many of the job's running activities last heartbeated that they wait for a model slot.
+
+    Read from the server's record of pending activities (one describe, no worker involved); the worker sends the
+    latest heartbeat at most every 0.8 heartbeat timeouts, so the count trails by up to that much."""
+    count = 0
+    for pending in description.raw_description.pending_activities:
+        if not pending.heartbeat_details.payloads:
+            continue
+        try:
+            details = await client.data_converter.decode(pending.heartbeat_details.payloads)
+        except Exception:  # details this version does not read say nothing about waiting
+            continue
+        if details and isinstance(details[0], dict) and details[0].get("state") == WAITING_FOR_MODEL:
+            count += 1
+    return count
+
+
+async def _failure_of(client: Client, job_id: str) -> str | None:
+    """Why a failed workflow failed, from its result: e.g. another stack's worker took it (JobNotInStore)."""
+    try:
+        await asyncio.wait_for(client.get_workflow_handle(job_id).result(follow_runs=False), QUERY_TIMEOUT_S)
+    except WorkflowFailureError as failure:
+        cause = failure.cause
+        message = cause.message if isinstance(cause, FailureError) else str(cause)
+        return f"The workflow failed in Temporal: {message}"
+    except Exception:  # unreadable: the generic line stands
+        return None
+    return None
+
+
+async def reconcile_closed(
+    session: AsyncSession, client: Client, job: Job, description: WorkflowExecutionDescription | None = None
+) -> None:
+    """Mark a job whose workflow closed without recording it (e.g. terminated in the UI) as terminal."""
+    if description is None:
+        description = await _describe(client, job.id)
+    if description is not None and description.status in _CLOSED_WITHOUT_RECORD:
         status, error = _CLOSED_WITHOUT_RECORD[description.status]
+        if description.status == WorkflowExecutionStatus.FAILED:
+            error = await _failure_of(client, job.id) or error
         await session.refresh(job)
         if job.status not in JobStatus.TERMINAL:
             job.status, job.error, job.finished_at = status, error, utcnow()
@@ -117,12 +160,16 @@ async def job_view(session: AsyncSession, client: Client | None, job: Job, setti
     )
     progress = progress_from_rows(rows)
     if job.status not in JobStatus.TERMINAL and client is not None:
-        live = await _live_progress(client, job.id)
+        # The query and the describe at once: the describe is a read on the server only, the query a worker's.
+        live, description = await asyncio.gather(_live_progress(client, job.id), _describe(client, job.id))
+        if description is not None:
+            progress.waiting_for_model = await waiting_for_model(client, description)
         if live is not None:
             progress.stage = live.stage
             progress.stages_total = live.stages_total or progress.stages_total
-        else:
-            await reconcile_closed(session, client, job)
+        # A closed workflow still answers the query (a worker replays it), so its final status counts too.
+        if live is None or live.status in JobStatus.TERMINAL:
+            await reconcile_closed(session, client, job, description)
     subtasks = [subtask_view(row) for row in rows]
     finished = job.status in JobStatus.TERMINAL
     result = None

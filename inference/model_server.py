@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import IO, Self
 
 from swarmkeep.inference.model_prep import EXTRA_INSTALL_HINT, MODEL_NAME, LocalModelError
+from swarmkeep.services.group_guard import die_with_parent, group_members, guarded
 from swarmkeep.services.process import http_ok
 
 # Sized for a 2-core / 24 GiB machine: SmolLM2 supports 8192 positions, but 4096 covers a plan or a
@@ -32,6 +33,10 @@ class LocalModelServer:
 
     Use as a context manager (starts, waits until healthy, stops), or call start/wait_healthy/stop.
     """
+
+    # True for a server meant to outlive this process (`swarmkeep run --keep-running`): signals and stop() still
+    # stop its whole group; this process's exit or death does not.
+    outlive_parent = False
 
     def __init__(
         self,
@@ -68,7 +73,7 @@ class LocalModelServer:
 
     @property
     def pid(self) -> int | None:
-        """The server's process id (also its process group id), or None before start."""
+        """The id of the server's guard process, which leads the server's process group; None before start."""
         return self._proc.pid if self._proc else None
 
     def command(self) -> list[str]:
@@ -113,7 +118,10 @@ class LocalModelServer:
             )
 
     def start(self) -> None:
-        """Start the server in its own process group, its output going to `log_file`."""
+        """Start the server in its own process group under the group guard, its output going to `log_file`.
+
+        However this process ends (a signal, SIGKILL, a crash), the guard stops the server's whole group, vLLM's
+        engine processes included."""
         if self._proc is not None and self._proc.poll() is None:
             raise LocalModelError(f"The local model server is already running (pid {self._proc.pid}).")
         if importlib.util.find_spec("vllm") is None:
@@ -127,15 +135,23 @@ class LocalModelServer:
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_file.open("wb")
         self._proc = subprocess.Popen(
-            argv,
+            guarded(argv, outlive_parent=self.outlive_parent),
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, so stop() reaches its engine workers too
+            # One prctl, no Python state, so safe after fork.
+            preexec_fn=None if self.outlive_parent else die_with_parent(os.getpid()),  # noqa: PLW1509
         )
-        # A crashed or interrupted caller must not leave a 2-core machine running an orphaned server.
-        atexit.register(self.stop)
+        if not self.outlive_parent:
+            # A caller that returns or raises without stop() (a signal handler's exception included) stops it on
+            # the way out; one killed outright leaves it to the guard.
+            atexit.register(self.stop)
+
+    def running(self) -> bool:
+        """True while the server (its guard) has not exited."""
+        return self._proc is not None and self._proc.poll() is None
 
     def wait_healthy(self, timeout: float = 180) -> float:
         """Poll /health until it answers 200; return the seconds waited. Raise if the server dies first."""
@@ -233,18 +249,17 @@ def port_is_free(host: str, port: int) -> bool:
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
 
 
 def _reap_group(pgid: int, grace: float) -> None:
-    # vLLM's engine processes live in the server's group; if any outlived the server, give them a moment
-    # to exit on their own, then kill them so no orphan keeps the model in memory.
+    # vLLM's engine processes live in the server's group; the guard stops them, but should any outlive it, give
+    # them a moment to exit on their own, then kill them so no orphan keeps the model in memory. Zombies do not
+    # count: they hold no memory, and their new parent reaps them.
     deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
+    while group_members(pgid):
+        if time.monotonic() > deadline:
+            _signal_group(pgid, signal.SIGKILL)
             return
         time.sleep(0.2)
-    _signal_group(pgid, signal.SIGKILL)

@@ -60,12 +60,27 @@ class ProfileSpec(BaseModel):
         description="Sampling for the calls that write prose (sub-agent steps, the synthesis): temperature, "
         "top_p, and vLLM's repetition_penalty; the planner keeps its own. Empty: the server's defaults",
     )
+    max_concurrent_requests: int = Field(
+        8,
+        ge=1,
+        description="Most calls one worker process sends the server at once, over all jobs: past what it serves "
+        "well, more in flight only makes every call slower (the rest wait their turn in the worker)",
+    )
+    job_shape: dict[str, int | bool] = Field(
+        default_factory=dict,
+        description="Job settings (max_subtasks, max_steps, llm_max_tokens, hedging) that fit what the model "
+        "serves, used while the swarm runs on this profile and the setting is not given",
+    )
 
 
 # SmolLM2-135M at vLLM's default temperature of 1.0 writes word salad; at its model card's 0.2 it loops on one
 # sentence; 0.3 with top-p 0.9 and a repetition penalty of 1.1 writes fluent English (compared on the same
 # prompts against the real server). Only for prose: the same penalty on the planner's JSON chained every subtask.
 SMOLLM2_WRITING = {"temperature": 0.3, "top_p": 0.9, "repetition_penalty": 1.1}
+
+# A job sized for one small model on a CPU: a few subtasks of two steps (work, then conclude), steps of a length
+# the model stays on topic for, and no hedging (a backup run only competes with its primary for the same server).
+SMOLLM2_JOB_SHAPE: dict[str, int | bool] = {"max_subtasks": 5, "max_steps": 2, "llm_max_tokens": 256, "hedging": False}
 
 
 BUILTIN_PROFILES: dict[str, ProfileSpec] = {
@@ -74,6 +89,7 @@ BUILTIN_PROFILES: dict[str, ProfileSpec] = {
         builtin="smollm2",
         served_model_name=MODEL_NAME,
         writing=SMOLLM2_WRITING,
+        job_shape=SMOLLM2_JOB_SHAPE,
     ),
     "cpu-moe-int4": ProfileSpec(
         description="SmolLM2 upcycled into a 4-expert Mixtral, routed experts INT4 (Kimi format), on vLLM's "
@@ -81,6 +97,7 @@ BUILTIN_PROFILES: dict[str, ProfileSpec] = {
         builtin="smollm2-moe-int4",
         served_model_name="smollm2-moe-int4",
         writing=SMOLLM2_WRITING,
+        job_shape=SMOLLM2_JOB_SHAPE,
     ),
     "kimi-k2.6": ProfileSpec(
         description="Kimi K2.6 (1T-parameter MoE, native INT4) on 8 NVIDIA GPUs, tensor parallel 8",
@@ -92,6 +109,7 @@ BUILTIN_PROFILES: dict[str, ProfileSpec] = {
         enforce_eager=False,
         offline=False,
         health_timeout_s=3600.0,
+        max_concurrent_requests=256,  # vLLM's own batch limit on GPUs (--max-num-seqs); more would queue there
         args=(
             "--tensor-parallel-size",
             "8",
@@ -302,6 +320,21 @@ def writing_sampling(settings: Settings) -> dict[str, float]:
     return dict(get_profile(settings.model_profile, settings.model_profiles).writing)
 
 
+def job_shape(settings: Settings) -> dict[str, int | bool]:
+    """The job settings the served profile fits, when the swarm runs on the bundled model; else none."""
+    if not settings.uses_local_model:
+        return {}
+    return dict(get_profile(settings.model_profile, settings.model_profiles).job_shape)
+
+
 def served_model_name(settings: Settings) -> str:
     """The model name the profile in the settings serves (what the swarm should ask for)."""
     return get_profile(settings.model_profile, settings.model_profiles).served_model_name
+
+
+def max_concurrent_requests(settings: Settings) -> int:
+    """How many calls one process may have in flight to the swarm's model: the served profile's limit for the
+    bundled model, SWARMKEEP_LLM_MAX_CONCURRENCY for a configured endpoint."""
+    if not settings.uses_local_model:
+        return settings.llm_max_concurrency
+    return get_profile(settings.model_profile, settings.model_profiles).max_concurrent_requests

@@ -8,6 +8,10 @@ of a 300-sub-agent job).
 from dataclasses import dataclass, field
 from typing import Any
 
+# The error type of an activity whose worker's job store does not have the job: that worker belongs to another
+# swarmkeep stack polling the same Temporal server and task queue. A workflow that meets it ends failed at once.
+JOB_NOT_IN_STORE = "JobNotInStore"
+
 
 @dataclass
 class JobLimits:
@@ -19,9 +23,9 @@ class JobLimits:
     max_steps: int = 4
     conclusion_chars: int = 1200
     subagent_attempts: int = 3
-    subagent_timeout_s: float = 600.0
+    subagent_timeout_s: float = 3600.0
     heartbeat_timeout_s: float = 60.0
-    llm_timeout_s: float = 120.0
+    llm_timeout_s: float = 900.0  # the ceiling of one streamed LLM call; stalls fail sooner, on the idle timeout
     # Recovery after a sub-agent's attempts run out, and straggler hedging.
     reassign: bool = True
     regenerate: bool = True
@@ -104,6 +108,8 @@ class PlanOutcome:
     findings: list[str] = field(default_factory=list)  # plan guard findings: serial collapse, fake parallelism
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # On the last attempt, near-duplicates merged before the plan was stored: [{"kept": "s1", "merged": ["s4"]}]
+    merged: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -153,6 +159,7 @@ class SubagentResult:
     role: str = ""
     transcript_chars: int = 0  # how much the sub-agent read and wrote; the orchestrator sees only the conclusion
     worker: str = ""  # which worker ran it
+    loop_cut: bool = False  # the conclusion fell into a loop (one sentence again and again) and was cut there
 
 
 @dataclass
@@ -220,6 +227,7 @@ class SynthesisOutcome:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     context_chars: int = 0  # the size of what the orchestrator read: the task and the conclusions
+    loop_cut: bool = False  # the answer fell into a loop (one sentence again and again) and was cut there
 
 
 @dataclass

@@ -81,7 +81,24 @@ class Settings(BaseSettings):
     )
     llm_api_key: SecretStr = Field(SecretStr(""), description="API key for the LLM endpoint.")
     llm_model: str = Field("", description="Model name; empty means the endpoint's or local model's default.")
-    llm_timeout_s: float = Field(120.0, description="Timeout of one LLM call, in seconds.")
+    llm_timeout_s: float = Field(
+        900.0,
+        gt=0,
+        description="Ceiling of one LLM call, the whole streamed answer, in seconds; a call whose endpoint goes "
+        "silent fails sooner (SWARMKEEP_LLM_IDLE_TIMEOUT_S).",
+    )
+    llm_idle_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        description="An LLM call fails (and its attempt is retried) when no chunk of the answer arrives for this "
+        "long; a slow model that keeps producing is never cut off.",
+    )
+    llm_max_concurrency: int = Field(
+        HARD_MAX_PARALLEL,
+        ge=1,
+        description="Most calls one worker process has in flight to the configured endpoint, over all jobs; halved "
+        "on a 429 and won back call by call. The embedded model's profile sets its own.",
+    )
     llm_max_tokens: int = Field(400, description="Most tokens one LLM step may generate.")
     llm_thinking: bool = Field(False, description="Kimi models only: ask for thinking (reasoning) on each call.")
     local_model_port: int = Field(8300, description="Port of the embedded local model server.")
@@ -144,7 +161,11 @@ class Settings(BaseSettings):
     max_steps: int = Field(4, ge=1, description="Most steps (LLM turns) one sub-agent may take.")
     conclusion_chars: int = Field(1200, ge=100, description="Longest conclusion a sub-agent hands up, in characters.")
     subagent_attempts: int = Field(3, ge=1, description="Attempts per sub-agent before it counts as failed.")
-    subagent_timeout_s: float = Field(600.0, description="Start-to-close timeout of one sub-agent attempt.")
+    subagent_timeout_s: float = Field(
+        3600.0,
+        description="Start-to-close ceiling of one sub-agent attempt; a stalled one is caught sooner by the "
+        "heartbeat and LLM idle timeouts, so a slow model that keeps producing is not cut off.",
+    )
     heartbeat_timeout_s: float = Field(
         60.0, description="A sub-agent silent this long is considered stalled and retried."
     )
@@ -179,6 +200,16 @@ class Settings(BaseSettings):
         if value not in ("auto", "swarmkeep", "vllm"):
             raise ValueError(f"int4_moe_backend must be one of auto, swarmkeep, vllm; got {value!r}")
         return value
+
+    @model_validator(mode="after")
+    def _fit_profile(self) -> Settings:
+        """On the bundled model, the serving profile's job shape fills in the job settings the user left unset."""
+        from swarmkeep.inference.profiles import job_shape  # light: no vLLM or torch import
+
+        for name, value in job_shape(self).items():
+            if name in type(self).model_fields and name not in self.model_fields_set:
+                setattr(self, name, max(value, self.min_subtasks) if name == "max_subtasks" else value)
+        return self
 
     @model_validator(mode="after")
     def _check_bounds(self) -> Settings:

@@ -11,17 +11,20 @@ import httpx
 import pytest
 
 from swarmkeep.inference.client import LLMClient
+from tests.support.scripted_llm import stream_chunks
 
 RECORDED = Path(__file__).parent / "support" / "recorded"
 
 
 def client_answering(recording: str, seen: list[dict[str, Any]], *, model: str, thinking: bool) -> LLMClient:
     """An LLMClient whose HTTP transport answers with a recorded response and keeps the requests it got."""
-    body = (RECORDED / recording).read_text()
+    # Recorded whole; the client streams, so the server's chunks are made from it as vLLM would stream them.
+    completion = json.loads((RECORDED / recording).read_text())
+    body = "".join(f"data: {json.dumps(chunk)}\n\n" for chunk in stream_chunks(completion, 7)) + "data: [DONE]\n\n"
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(json.loads(request.content))
-        return httpx.Response(200, text=body, headers={"content-type": "application/json"})
+        return httpx.Response(200, text=body, headers={"content-type": "text/event-stream"})
 
     client = LLMClient(base_url="http://kimi.test/v1", api_key="k", model=model, timeout_s=5, thinking=thinking)
     client._client = client._client.with_options(http_client=httpx.AsyncClient(transport=httpx.MockTransport(handler)))

@@ -18,6 +18,16 @@ def test_defaults_point_at_the_embedded_stack(tmp_path: Path) -> None:
     assert settings.job_ui_link("job_1") == "http://127.0.0.1:8233/namespaces/default/workflows/job_1"
 
 
+def test_the_bundled_model_gets_a_job_its_size(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    local = Settings(data_dir=tmp_path)
+    assert (local.max_subtasks, local.max_steps, local.llm_max_tokens, local.hedging) == (5, 2, 256, False)
+    remote = Settings(data_dir=tmp_path, llm_base_url="https://api.moonshot.ai/v1")
+    assert (remote.max_subtasks, remote.max_steps, remote.llm_max_tokens, remote.hedging) == (12, 4, 400, True)
+    assert Settings(data_dir=tmp_path, min_subtasks=6).max_subtasks == 6  # never below the floor
+    monkeypatch.setenv("SWARMKEEP_MAX_STEPS", "3")
+    assert Settings(data_dir=tmp_path).max_steps == 3  # what the user sets wins
+
+
 def test_parallel_limit_is_capped() -> None:
     assert Settings(max_parallel=HARD_MAX_PARALLEL).max_parallel == 300
     with pytest.raises(ValidationError, match="capped at 300"):

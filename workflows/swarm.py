@@ -14,6 +14,7 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from swarmkeep.messages import (
+        JOB_NOT_IN_STORE,
         CallbackInput,
         DependencyConclusion,
         HumanAnswer,
@@ -47,6 +48,13 @@ with workflow.unsafe.imports_passed_through():
 STORE_TIMEOUT = timedelta(seconds=30)
 STORE_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10))
 ORCHESTRATOR_RETRY = RetryPolicy(maximum_attempts=5, maximum_interval=timedelta(seconds=30))
+
+
+def _not_in_store(error: BaseException) -> ApplicationError | None:
+    """The JobNotInStore error at the root of an activity failure, if that is what it is."""
+    while isinstance(error, ActivityError) and error.cause is not None:
+        error = error.cause
+    return error if isinstance(error, ApplicationError) and error.type == JOB_NOT_IN_STORE else None
 
 
 def _failure_message(error: BaseException) -> str:
@@ -89,6 +97,8 @@ class SwarmWorkflow:
         self._completion_tokens = 0
         self._context_chars = 0
         self._plan_findings: list[str] = []
+        self._plan_merged: list[dict[str, Any]] = []
+        self._synthesis_loop_cut = False
         self._stop_reason: str | None = None
         self._finished = False
         self._search_attributes = False
@@ -163,7 +173,8 @@ class SwarmWorkflow:
             await self._finish(job, JobStatus.FAILED, message, started)
             if isinstance(error, ApplicationError):
                 raise
-            raise ApplicationError(message, type="JobFailed", non_retryable=True) from error
+            kind = JOB_NOT_IN_STORE if _not_in_store(error) else "JobFailed"
+            raise ApplicationError(message, type=kind, non_retryable=True) from error
         finally:
             self._finished = True
             for watcher in watchers:
@@ -190,6 +201,7 @@ class SwarmWorkflow:
                 ),
                 result_type=PlanOutcome,
                 start_to_close_timeout=timedelta(seconds=job.limits.llm_timeout_s * 2),
+                heartbeat_timeout=timedelta(seconds=job.limits.heartbeat_timeout_s),  # the LLM client beats meanwhile
                 retry_policy=ORCHESTRATOR_RETRY,
                 summary="orchestrator: plan",
             )
@@ -198,10 +210,14 @@ class SwarmWorkflow:
                 check = PlanCheck(problems=[outcome.problem], stages=[])
             else:
                 roles = plan_roles(job.limits.allow_humans)
-                check = check_plan(outcome.subtasks, roles, job.limits.min_subtasks, job.limits.max_subtasks)
+                # A last plan whose near-duplicates were merged may be smaller than asked for: it runs anyway.
+                low = min(job.limits.min_subtasks, len(outcome.subtasks)) if outcome.merged else job.limits.min_subtasks
+                check = check_plan(outcome.subtasks, roles, low, job.limits.max_subtasks)
             if check.ok:
                 accepted = (attempt, outcome, check)
                 if not outcome.findings or attempt == PLAN_ATTEMPTS:
+                    if attempt > 1:  # what the re-plan still got wrong runs with it: show it too
+                        self._plan_findings += [f"after re-plan: {f}" for f in outcome.findings]
                     break
                 # A valid plan that collapses into a chain or fakes parallelism: ask once for a better one.
                 self._plan_findings = list(outcome.findings)
@@ -213,6 +229,7 @@ class SwarmWorkflow:
         if accepted is None:
             return check
         attempt, outcome, check = accepted
+        self._plan_merged = list(outcome.merged)
         self._stages = check.stages
         self._roles = {item.id: item.role for item in outcome.subtasks}
         self._depends_on = {item.id: list(item.depends_on) for item in outcome.subtasks}
@@ -289,6 +306,8 @@ class SwarmWorkflow:
             except ActivityError as failure:
                 if is_cancelled_exception(failure):
                     raise asyncio.CancelledError() from failure
+                if _not_in_store(failure):  # another stack's worker took it: no other run would fare better
+                    raise
                 error = _failure_message(failure)
                 history.append({"event": "failed", "lane": lane, "error": error})
                 continue
@@ -452,6 +471,7 @@ class SwarmWorkflow:
             RegenerateRequest(job_id=job.job_id, subtask_id=subtask_id, error=error),
             result_type=RegenerateOutcome,
             start_to_close_timeout=timedelta(seconds=job.limits.llm_timeout_s * 2),
+            heartbeat_timeout=timedelta(seconds=job.limits.heartbeat_timeout_s),  # the LLM client beats meanwhile
             retry_policy=ORCHESTRATOR_RETRY,
             summary=f"orchestrator: regenerate {subtask_id}",
         )
@@ -513,11 +533,13 @@ class SwarmWorkflow:
             SynthesisRequest(job_id=job.job_id, conclusions=conclusions),
             result_type=SynthesisOutcome,
             start_to_close_timeout=timedelta(seconds=job.limits.llm_timeout_s * 2),
+            heartbeat_timeout=timedelta(seconds=job.limits.heartbeat_timeout_s),  # the LLM client beats meanwhile
             retry_policy=ORCHESTRATOR_RETRY,
             summary="orchestrator: synthesise",
         )
         self._count_orchestrator(outcome.prompt_tokens, outcome.completion_tokens)
         self._context_chars = outcome.context_chars
+        self._synthesis_loop_cut = outcome.loop_cut
         return outcome
 
     async def _callback(self, job: JobInput, event_type: str, subtask_id: str | None = None) -> None:
@@ -592,11 +614,23 @@ class SwarmWorkflow:
             orchestrator_context_chars=self._context_chars,
             subagent_transcript_chars=sum(r.transcript_chars for r in self._results.values()),
             plan_findings=self._plan_findings,
+            plan_merged=self._plan_merged,
+            # Answers that fell into a loop (one sentence again and again), cut where it began.
+            loops_cut=[sid for sid, r in self._results.items() if r.loop_cut]
+            + (["synthesis"] if self._synthesis_loop_cut else []),
         )
         partial = self._stop_reason if status == JobStatus.SUCCEEDED else None
-        await self._store(
-            "set_job_status",
-            JobStatusUpdate(job_id=job.job_id, status=status, error=error, metrics=metrics, partial_reason=partial),
-        )
+        try:
+            await self._store(
+                "set_job_status",
+                JobStatusUpdate(job_id=job.job_id, status=status, error=error, metrics=metrics, partial_reason=partial),
+            )
+        except ActivityError as failure:
+            missing = _not_in_store(failure)
+            if missing is None:
+                raise
+            # This worker's job store does not have the job, so no outcome can be recorded here: the workflow ends
+            # failed with why, and the job's own stack shows that failure (api/views.py reconcile_closed).
+            raise ApplicationError(missing.message, type=JOB_NOT_IN_STORE, non_retryable=True) from None
         if job.callbacks:
             await self._callback(job, f"job.{status}")

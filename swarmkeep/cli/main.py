@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import threading
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -16,6 +16,7 @@ from rich.table import Table
 from swarmkeep.cli.api_client import ApiClient, ApiError
 from swarmkeep.cli.model import app as model_app
 from swarmkeep.cli.render import print_job, watch_job
+from swarmkeep.cli.signals import StopSignals
 from swarmkeep.settings import display_value, get_settings, setting_sources
 
 app = typer.Typer(help="swarmkeep: a durable, self-hostable agent swarm.", no_args_is_help=True)
@@ -78,7 +79,7 @@ def worker() -> None:
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.add_signal_handler(sig, stop.set)
         await run_worker(get_settings(), stop)
 
@@ -112,23 +113,25 @@ def up() -> None:
 
     settings = get_settings()
     stack = LocalStack(settings, say=console.print)
-    stopped = threading.Event()
-    # Handle both explicitly: a shell that starts `up` in the background leaves SIGINT ignored.
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stopped.set())
-    try:
-        stack.start_all()
-        console.print(f'[green]swarmkeep is up.[/] Submit with: swarmkeep run "your task"  (logs in {stack.log_dir})')
-        while not stopped.wait(1.0):
+    failure: str | None = None
+    with StopSignals() as signals:
+        try:
+            stack.start_all()
+            console.print(
+                f'[green]swarmkeep is up.[/] Submit with: swarmkeep run "your task"  (logs in {stack.log_dir})'
+            )
+            while True:
+                time.sleep(1.0)
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM / SIGHUP (StopSignals)
             pass
-    except KeyboardInterrupt:
-        pass
-    except Exception as error:
-        stack.stop()
-        _fail(str(error))
-    finally:
-        console.print("Stopping ...")
-        stack.stop()
+        except Exception as error:
+            failure = str(error)
+        finally:
+            signals.cleaning_up()
+            console.print("Stopping ...")
+            stack.stop()
+    if failure is not None:
+        _fail(failure)
 
 
 @app.command()
@@ -142,28 +145,33 @@ def run(
 
     settings = get_settings()
     stack: LocalStack | None = None
-    try:
-        if not _api().reachable():
-            console.print(f"No API at {settings.effective_api_url}: starting the local stack ...")
-            stack = LocalStack(settings, say=console.print)
-            stack.start_all()
-        api = _api()
-        job = api.create_job(task, max_parallel)
-        console.print(f"Submitted [bold]{job['id']}[/] · Temporal UI: {job['links']['temporal_ui']}")
-        final = watch_job(api, job["id"], console, settings.max_steps)
-        console.print()
-        print_job(final, console)
-        if final["status"] != "succeeded":
-            raise typer.Exit(1)
-    except ApiError as error:
-        _fail(str(error))
-    except KeyboardInterrupt:
-        console.print("Interrupted; the job goes on in Temporal (see `swarmkeep jobs show`).")
-        raise typer.Exit(130) from None
-    finally:
-        if stack is not None and not keep_running:
-            console.print("Stopping the services this command started ...")
-            stack.stop()
+    with StopSignals() as signals:
+        try:
+            if not _api().reachable():
+                console.print(f"No API at {settings.effective_api_url}: starting the local stack ...")
+                stack = LocalStack(settings, say=console.print, outlive=keep_running)
+                stack.start_all()
+            api = _api()
+            job = api.create_job(task, max_parallel)
+            console.print(f"Submitted [bold]{job['id']}[/] · Temporal UI: {job['links']['temporal_ui']}")
+            final = watch_job(api, job["id"], console, settings.max_steps)
+            console.print()
+            print_job(final, console)
+            if final["status"] != "succeeded":
+                raise typer.Exit(1)
+        except ApiError as error:
+            _fail(str(error))
+        except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM / SIGHUP (StopSignals)
+            if stack is not None and not keep_running:
+                console.print("Interrupted; the job is kept in Temporal and goes on when a worker runs again.")
+            else:
+                console.print("Interrupted; the job goes on in Temporal (see `swarmkeep jobs show`).")
+            raise typer.Exit(128 + getattr(interrupt, "signum", signal.SIGINT)) from None
+        finally:
+            signals.cleaning_up()
+            if stack is not None and not keep_running:
+                console.print("Stopping the services this command started ...")
+                stack.stop()
 
 
 @jobs_app.command("list")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import shlex
-import threading
+import time
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from swarmkeep.cli.signals import StopSignals
 from swarmkeep.settings import get_settings
 
 app = typer.Typer(help="Local models: serve a profile, list profiles, quantize MoE checkpoints.", no_args_is_help=True)
@@ -49,34 +50,43 @@ def serve(
             name = profile or getattr(settings, "model_profile", None) or "cpu-small"
             spec = get_profile(name, getattr(settings, "model_profiles", None) or {})
             model = spec.model or f"<{spec.builtin} prepared in {settings.effective_model_dir}>"
-            server = ProfileServer(
+            shown = ProfileServer(
                 name, spec, model, port=settings.local_model_port, log_file=settings.data_dir / "logs" / "model.log"
             )
-            console.print("$ " + shell_command(server.command(), server.env()), soft_wrap=True)
+            console.print("$ " + shell_command(shown.command(), shown.env()), soft_wrap=True)
             return
-        server = profile_server(settings, profile, say=console.print)
     except LocalModelError as error:
         _fail(str(error))
-    console.print(f"Profile {server.name}: {server.spec.description}")
-    console.print("$ " + shell_command(server.command(), server.env()), soft_wrap=True)
-    console.print(f"Logs: {server.log_file}")
-    try:
-        server.start()
-        waited = server.wait_healthy()
-        console.print(
-            f"[green]Serving[/] {server.served_model_name} at {server.base_url} after {waited:.0f} s (Ctrl-C stops)"
-        )
-        if server.spec.builtin == "smollm2-moe-int4":
-            where = "swarmkeep's INT4 kernels" if server.uses_swarmkeep_kernels() else "vLLM's own kernels"
-            console.print(f"MoE layers run on {where} (see {server.log_file})")
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
-    except LocalModelError as error:
-        _fail(str(error))
-    finally:
-        console.print("Stopping the model server ...")
-        server.stop()
+    failure: str | None = None
+    server: ProfileServer | None = None
+    with StopSignals() as signals:
+        try:
+            server = profile_server(settings, profile, say=console.print)
+            console.print(f"Profile {server.name}: {server.spec.description}")
+            console.print("$ " + shell_command(server.command(), server.env()), soft_wrap=True)
+            console.print(f"Logs: {server.log_file}")
+            server.start()
+            waited = server.wait_healthy()
+            console.print(
+                f"[green]Serving[/] {server.served_model_name} at {server.base_url} after {waited:.0f} s (Ctrl-C stops)"
+            )
+            if server.spec.builtin == "smollm2-moe-int4":
+                where = "swarmkeep's INT4 kernels" if server.uses_swarmkeep_kernels() else "vLLM's own kernels"
+                console.print(f"MoE layers run on {where} (see {server.log_file})")
+            while server.running():
+                time.sleep(0.5)
+            failure = f"The model server exited on its own. Last lines of {server.log_file}:\n{server.log_tail()}"
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM / SIGHUP (StopSignals)
+            pass
+        except LocalModelError as error:
+            failure = str(error)
+        finally:
+            signals.cleaning_up()
+            if server is not None:
+                console.print("Stopping the model server ...")
+                server.stop()
+    if failure is not None:
+        _fail(failure)
 
 
 @app.command("profiles")

@@ -41,7 +41,9 @@ def watch_job(api: ApiClient, job_id: str, console: Console, max_steps: int, pol
             progress = job["progress"]
             line = (
                 f"[bold]{job['id']}[/] {job['status']} · {progress['done']}/{progress['subtasks_total']} done"
-                f" · {progress['running']} running · {progress['failed']} failed · {progress['retries']} retries"
+                f" · {progress['running']} running"
+                + (f" ({waiting} waiting for the model)" if (waiting := progress.get("waiting_for_model")) else "")
+                + f" · {progress['failed']} failed · {progress['retries']} retries"
                 f" · {job['metrics'].get('wall_time_s', 0):.0f}s"
             )
             header = Table.grid()

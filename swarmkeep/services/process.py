@@ -1,4 +1,8 @@
-"""A child process started by swarmkeep: its own process group, a log file, a readiness wait, a clean stop."""
+"""A child process started by swarmkeep: its own process group, a log file, a readiness wait, a clean stop.
+
+Every child runs under the group guard (group_guard.py): stopped by any signal, or left by a starter that was
+killed outright, it takes its whole process group with it.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,8 @@ import time
 import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+from swarmkeep.services.group_guard import die_with_parent, guarded
 
 
 class ServiceStartError(RuntimeError):
@@ -42,6 +48,37 @@ def http_ok(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
+def cmdline(pid: int) -> list[str]:
+    """A process's argv from /proc, or [] when it is gone or unreadable."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return [part.decode(errors="replace") for part in handle.read().split(b"\0") if part]
+    except OSError:
+        return []
+
+
+def listening_pid(port: int) -> int | None:
+    """The process listening on TCP `port` (any local address), found through /proc; None when unknown."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as handle:
+            for line in handle.readlines()[1:]:
+                fields = line.split()
+                # local_address is HEXIP:HEXPORT; state 0A is LISTEN.
+                if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(fields[9])
+    wanted = {f"socket:[{inode}]" for inode in inodes}
+    for entry in os.listdir("/proc") if wanted else ():
+        if not entry.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{entry}/fd"):
+                with contextlib.suppress(OSError):
+                    if os.readlink(f"/proc/{entry}/fd/{fd}") in wanted:
+                        return int(entry)
+    return None
+
+
 def log_tail(path: Path, lines: int = 30) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -50,7 +87,11 @@ def log_tail(path: Path, lines: int = 30) -> str:
 
 
 class ManagedProcess:
-    """Start a command in its own process group, logging to a file; stop only that group."""
+    """Start a command in its own process group, under the group guard, logging to a file; stop only that group."""
+
+    # True for a service meant to outlive its starter (`swarmkeep run --keep-running`): signals still stop its whole
+    # group, its starter's death does not.
+    outlive_parent = False
 
     def __init__(self, name: str, argv: Sequence[str], log_file: Path, env: dict[str, str] | None = None):
         self.name = name
@@ -68,12 +109,14 @@ class ManagedProcess:
         log = open(self.log_file, "ab")  # noqa: SIM115 - the child keeps it open
         try:
             self.process = subprocess.Popen(
-                self.argv,
+                guarded(self.argv, outlive_parent=self.outlive_parent),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env={**os.environ, **(self.env or {})},
                 start_new_session=True,
+                # One prctl, no Python state, so safe after fork.
+                preexec_fn=None if self.outlive_parent else die_with_parent(os.getpid()),  # noqa: PLW1509
             )
         finally:
             log.close()

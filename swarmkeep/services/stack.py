@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from swarmkeep.services.process import ManagedProcess, http_ok, port_open
-from swarmkeep.services.temporal_dev import TemporalDevServer
+from swarmkeep.services.process import ManagedProcess, ServiceStartError, cmdline, http_ok, listening_pid, port_open
+from swarmkeep.services.temporal_dev import TemporalDevServer, recorded_server
 from swarmkeep.settings import Settings
 from swarmkeep.store.engine import run_once, session_scope
 from swarmkeep.store.keys import ensure_dev_key
@@ -19,38 +20,67 @@ Say = Callable[[str], None]
 class LocalStack:
     """Start what is not already running, in dependency order; stop only what this stack started."""
 
-    def __init__(self, settings: Settings, say: Say = print):
+    def __init__(self, settings: Settings, say: Say = print, outlive: bool = False):
+        """With `outlive`, what the stack starts keeps running after this process ends (`run --keep-running`);
+        otherwise it stops with this process, however that ends."""
         self.settings = settings
         self.say = say
+        self.outlive = outlive
         self.logs = settings.data_dir / "logs"
         self.started: list[ManagedProcess] = []
         self.model_server: object | None = None
         self.dev_key: str | None = None
 
     def _swarmkeep(self, name: str, *args: str) -> ManagedProcess:
-        return ManagedProcess(
+        process = ManagedProcess(
             f"swarmkeep {name}", [sys.executable, "-m", "swarmkeep", name, *args], self.logs / f"{name}.log"
         )
+        process.outlive_parent = self.outlive
+        return process
 
     def start_temporal(self) -> None:
         s = self.settings
         if not s.uses_dev_server:
             self.say(f"Temporal: using {s.effective_temporal_address}")
             return
+        db_file = s.data_dir / "temporal.db"
         if port_open("127.0.0.1", s.temporal_dev_port):
-            self.say(f"Temporal: dev server already running at {s.effective_temporal_address}")
+            self._reuse_temporal(db_file)
             return
         server = TemporalDevServer(
-            s.data_dir / "temporal.db",
+            db_file,
             port=s.temporal_dev_port,
             ui_port=s.temporal_ui_port,
             namespace=s.temporal_namespace,
             log_file=self.logs / "temporal.log",
         )
+        server.outlive_parent = self.outlive
         self.say(f"Temporal: starting the dev server ({s.data_dir / 'temporal.db'}) ...")
-        server.start_and_wait()
-        self.started.append(server)
+        self.started.append(server)  # before the wait, so a stop during it still stops the server
+        server.start_and_wait(record=True)
         self.say(f"Temporal: ready at {server.address}, web UI {s.effective_temporal_ui_url}")
+
+    def _reuse_temporal(self, db_file: Path) -> None:
+        """Reuse the dev server on the port only if this data directory's record says it is ours: a worker of
+        another data directory polling it would take this stack's jobs without having them in its job store."""
+        port = self.settings.temporal_dev_port
+        pid = recorded_server(db_file, port)
+        if pid is not None:
+            self.say(f"Temporal: dev server already running at 127.0.0.1:{port} for {db_file} (pid {pid})")
+            return
+        holder = listening_pid(port)
+        who = (
+            f"process {holder} ({shlex.join(cmdline(holder)) or 'command line unreadable'})"
+            if holder
+            else ("a process this user cannot inspect")
+        )
+        raise ServiceStartError(
+            f"Port {port} is already taken by {who}, which is not the Temporal dev server of this data directory "
+            f"({db_file}). Sharing it would let another swarmkeep stack's worker take this stack's jobs. Stop that "
+            f"server, or give this stack its own ports with SWARMKEEP_TEMPORAL_DEV_PORT and "
+            f"SWARMKEEP_TEMPORAL_UI_PORT, or set SWARMKEEP_TEMPORAL_ADDRESS to use that server deliberately (with "
+            f"its own SWARMKEEP_TASK_QUEUE if another stack uses it too)."
+        )
 
     def migrate(self) -> None:
         run_once(upgrade(self.settings.effective_database_url))
@@ -74,15 +104,16 @@ class LocalStack:
         server = profile_server(s, say=self.say)
         self.say(f"Model: starting vLLM with profile {s.model_profile!r} ...")
         self.say("  $ " + " ".join(server.command()))
-        server.start()
+        server.outlive_parent = self.outlive
         self.model_server = server
+        server.start()
         server.wait_healthy()
         self.say(f"Model: ready at {server.base_url}")
 
     def start_worker(self) -> None:
         worker = self._swarmkeep("worker")
-        worker.start()
         self.started.append(worker)
+        worker.start()
         self.say(f"Worker: polling task queue {self.settings.task_queue!r} (log {worker.log_file})")
 
     def start_api(self) -> None:
@@ -92,8 +123,8 @@ class LocalStack:
             self.say(f"API: already serving at {s.effective_api_url}")
             return
         api = self._swarmkeep("api")
-        api.start()
         self.started.append(api)
+        api.start()
         api.wait_until(lambda: http_ok(health), 60, "answering /healthz")
         self.say(f"API: {s.effective_api_url} (OpenAPI at {s.effective_api_url}/docs)")
         if self.dev_key:
@@ -108,13 +139,17 @@ class LocalStack:
         self.start_api()
 
     def stop(self) -> None:
-        """Stop what this stack started, newest first."""
-        for process in reversed(self.started):
-            process.stop()
+        """Stop what this stack started, newest first; one that will not stop does not keep the rest running."""
+        stoppers = [process.stop for process in reversed(self.started)]
         if self.model_server is not None:
-            self.model_server.stop()  # type: ignore[attr-defined]
+            stoppers.append(self.model_server.stop)  # type: ignore[attr-defined]
         self.started.clear()
         self.model_server = None
+        for stop in stoppers:
+            try:
+                stop()
+            except Exception as error:  # reported, and the others still stopped
+                self.say(f"Could not stop cleanly: {error}")
 
     @property
     def log_dir(self) -> Path:

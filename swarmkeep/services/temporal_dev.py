@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import shutil
 import sys
 from pathlib import Path
 
 from swarmkeep.search_attributes import dev_server_flags
-from swarmkeep.services.process import ManagedProcess, port_open
+from swarmkeep.services.process import ManagedProcess, cmdline, port_open
+
+# Written beside the dev server's database by the one who started it: which process serves that database, where.
+RECORD_NAME = "temporal-dev.json"
 
 # Dynamic config the dev server starts with; deploy/temporal/dynamicconfig/swarmkeep.yaml sets the same for compose.
 # While a workflow task is in flight, Temporal buffers the events that arrive (activity completions); past 100 it
@@ -71,7 +76,52 @@ class TemporalDevServer(ManagedProcess):
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start_and_wait(self, timeout: float = 60.0) -> None:
+    @property
+    def record_file(self) -> Path:
+        return self.db_file.parent / RECORD_NAME
+
+    def start_and_wait(self, timeout: float = 60.0, record: bool = False) -> None:
+        """Start and wait until it listens; with `record`, note in the data directory that it serves it."""
         self.db_file.parent.mkdir(parents=True, exist_ok=True)
         self.start()
         self.wait_until(lambda: port_open("127.0.0.1", self.port), timeout, "listening")
+        if record:
+            text = json.dumps({"pid": self.pid, "port": self.port, "db_file": str(self.db_file)})
+            self.record_file.write_text(text + "\n")
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """Stop it, and drop its record if it wrote one."""
+        pid = self.pid
+        super().stop(timeout)
+        if pid is not None and recorded_pid(self.record_file) == pid:
+            with contextlib.suppress(OSError):
+                self.record_file.unlink()
+
+
+def _record(record_file: Path) -> dict[str, object] | None:
+    try:
+        record = json.loads(record_file.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def recorded_pid(record_file: Path) -> int | None:
+    """The pid in a dev server record, or None when there is no readable record."""
+    pid = (_record(record_file) or {}).get("pid")
+    return pid if isinstance(pid, int) else None
+
+
+def recorded_server(db_file: Path, port: int) -> int | None:
+    """The pid of the dev server swarmkeep started for `db_file`, if its record says it serves `port` and it still
+    does; else None. Alive is not enough: a pid can be reused, so its /proc cmdline must still name this database
+    and port."""
+    record = _record(db_file.parent / RECORD_NAME) or {}
+    pid = record.get("pid")
+    if not isinstance(pid, int) or record.get("port") != port or record.get("db_file") != str(db_file):
+        return None
+    argv = cmdline(pid)
+    pairs = set(zip(argv, argv[1:], strict=False))
+    if ("--db-filename", str(db_file)) in pairs and ("--port", str(port)) in pairs:
+        return pid
+    return None

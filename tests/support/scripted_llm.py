@@ -12,17 +12,27 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from swarmkeep.services.process import free_port
 
 SUBTASK_RE = re.compile(r"Your subtask: Do part (\S+?)\.")
+# In a scripted plan, stands for the job's task: the plan guards want every instruction to name the task's subject.
+TASK_PLACEHOLDER = "{task}"
+
+
+def with_task(plan: str, body: dict[str, Any]) -> str:
+    """A scripted plan with the placeholder replaced by the task the plan request names."""
+    messages = body.get("messages", [])
+    user = str(messages[1].get("content") or "") if len(messages) > 1 else ""
+    task = user.removeprefix("Task: ").split("\n\n")[0].strip()
+    return plan.replace(TASK_PLACEHOLDER, json.dumps(task)[1:-1])
 
 
 def plan_json(subtasks: list[dict[str, Any]]) -> str:
@@ -33,7 +43,12 @@ def fan_out_plan(n: int, roles: tuple[str, ...] = ("researcher", "analyst", "cod
     """n independent subtasks s1..sn."""
     return plan_json(
         [
-            {"id": f"s{i}", "role": roles[(i - 1) % len(roles)], "instruction": f"Do part s{i}.", "depends_on": []}
+            {
+                "id": f"s{i}",
+                "role": roles[(i - 1) % len(roles)],
+                "instruction": f"Do part s{i}. {TASK_PLACEHOLDER}",
+                "depends_on": [],
+            }
             for i in range(1, n + 1)
         ]
     )
@@ -43,26 +58,41 @@ def diamond_plan() -> str:
     """s1 and s2 in parallel, then s3 using both."""
     return plan_json(
         [
-            {"id": "s1", "role": "researcher", "instruction": "Do part s1.", "depends_on": []},
-            {"id": "s2", "role": "analyst", "instruction": "Do part s2.", "depends_on": []},
-            {"id": "s3", "role": "writer", "instruction": "Do part s3.", "depends_on": ["s1", "s2"]},
+            {"id": "s1", "role": "researcher", "instruction": f"Do part s1. {TASK_PLACEHOLDER}", "depends_on": []},
+            {"id": "s2", "role": "analyst", "instruction": f"Do part s2. {TASK_PLACEHOLDER}", "depends_on": []},
+            {
+                "id": "s3",
+                "role": "writer",
+                "instruction": f"Do part s3. {TASK_PLACEHOLDER}",
+                "depends_on": ["s1", "s2"],
+            },
         ]
     )
 
 
 @dataclass
 class Fault:
-    """Fail matching requests: `kind` is plan, subagent or synthesis; `times` how many requests to fail."""
+    """Fail matching requests: `kind` is plan, subagent or synthesis; `times` how many requests to fail; `step`
+    only a sub-agent's request for that step.
+
+    Streamed answers (the request says `stream`) can also go wrong mid-answer, after `after_chunks` chunks: a
+    status other than 200 becomes an error event there; `stall_s` stops sending for that long (`math.inf`: until
+    the client hangs up); `drop` breaks the connection. `chunk_delay_s` streams slowly but steadily."""
 
     kind: str
     status: int = 500
     subtask: str | None = None
+    step: int | None = None
     times: int = 1
     retry_after: float | None = None
     delay_s: float = 0.0
     body: str | None = None  # a 200 with this raw content instead of an error
     tool_call_arguments: str | None = None  # a 200 whose message is a tool call with these raw arguments
     # status 200 with no body: answer normally, after `delay_s` (a slow or stalled model)
+    after_chunks: int | None = None
+    stall_s: float = 0.0
+    drop: bool = False
+    chunk_delay_s: float = 0.0
 
 
 @dataclass
@@ -80,6 +110,44 @@ class Script:
     conclusion_pad: int = 0  # lengthen each conclusion by this many characters
     context_chars: int = 0  # a request whose messages are longer is refused as vLLM does (0: no limit)
     on_subagent: Callable[[str, int], None] | None = None  # called with (subtask id, step)
+    chunk_chars: int = 16  # a streamed answer's content comes in pieces this long
+    chunk_delay_s: float = 0.0  # between the chunks of every streamed answer
+
+
+class DroppedConnection(Exception):
+    """Raised inside a streamed answer to break its connection, as a crashing server would."""
+
+
+def stream_chunks(completion: dict[str, Any], chunk_chars: int = 16) -> list[dict[str, Any]]:
+    """A non-streamed completion as the `chat.completion.chunk`s an OpenAI-compatible server streams: the role,
+    reasoning and content in pieces, each tool call's id and name then its arguments in pieces, the finish reason,
+    then the usage (as `stream_options.include_usage` asks) in a chunk of no choices."""
+    choice = completion["choices"][0]
+    message = choice["message"]
+    head = {"id": completion["id"], "object": "chat.completion.chunk", "created": completion["created"],
+            "model": completion["model"]}  # fmt: skip
+
+    def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+        return {**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}
+
+    def pieces(text: str) -> list[str]:
+        return [text[i : i + chunk_chars] for i in range(0, len(text), chunk_chars)]
+
+    chunks = [chunk({"role": "assistant", "content": ""})]
+    for name in ("reasoning_content", "reasoning"):
+        chunks += [chunk({name: piece}) for piece in pieces(message.get(name) or "")]
+    chunks += [chunk({"content": piece}) for piece in pieces(message.get("content") or "")]
+    for index, call in enumerate(message.get("tool_calls") or []):
+        function = call["function"]
+        chunks.append(chunk({"tool_calls": [{"index": index, "id": call["id"], "type": "function",
+                                             "function": {"name": function["name"], "arguments": ""}}]}))  # fmt: skip
+        chunks += [
+            chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
+            for piece in pieces(function["arguments"])
+        ]
+    chunks.append(chunk({}, choice["finish_reason"]))
+    chunks.append({**head, "choices": [], "usage": completion["usage"]})
+    return chunks
 
 
 class ScriptedLLM:
@@ -92,6 +160,7 @@ class ScriptedLLM:
         self.max_in_flight = 0
         self.port = free_port()
         self._lock = threading.Lock()
+        self._stopping = False
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self.app = self._build_app()
@@ -126,10 +195,15 @@ class ScriptedLLM:
         step = sum(1 for m in messages if m["role"] == "assistant") + 1
         return "subagent", match.group(1) if match else None, step
 
-    def _take_fault(self, kind: str, subtask: str | None) -> Fault | None:
+    def _take_fault(self, kind: str, subtask: str | None, step: int) -> Fault | None:
         with self._lock:
             for fault in self.script.faults:
-                if fault.kind == kind and fault.times > 0 and (fault.subtask in (None, subtask)):
+                if (
+                    fault.kind == kind
+                    and fault.times > 0
+                    and fault.subtask in (None, subtask)
+                    and fault.step in (None, step)
+                ):
                     fault.times -= 1
                     return fault
         return None
@@ -159,15 +233,25 @@ class ScriptedLLM:
 
         @app.post("/v1/chat/completions")
         async def chat(request: Request) -> Response:
+            # In flight from the request's arrival to its answer's last byte (a streamed one's [DONE]).
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            streaming = False
             try:
-                return await answer(request)
+                body = await request.json()
+                answered = await answer(body)
+                if isinstance(answered, Response):
+                    return answered
+                completion, fault = answered
+                if not body.get("stream"):
+                    return JSONResponse(completion)
+                streaming = True
+                return StreamingResponse(self._stream(body, completion, fault), media_type="text/event-stream")
             finally:
-                self.in_flight -= 1
+                if not streaming:
+                    self.in_flight -= 1
 
-        async def answer(request: Request) -> Response:
-            body = await request.json()
+        async def answer(body: dict[str, Any]) -> Response | tuple[dict[str, Any], Fault | None]:
             kind, subtask, step = self._classify(body)
             with self._lock:
                 self.requests.append({"kind": kind, "subtask": subtask, "step": step, "at": time.time(), "body": body})
@@ -178,53 +262,75 @@ class ScriptedLLM:
                     f"prompt contains at least {length} input tokens. Please reduce the length of the input prompt."
                 )
                 return JSONResponse({"error": {"message": message, "type": "BadRequestError"}}, status_code=400)
-            fault = self._take_fault(kind, subtask)
+            fault = self._take_fault(kind, subtask, step)
             if kind == "subagent":
                 if self.script.on_subagent and subtask:
                     self.script.on_subagent(subtask, step)
                 if self.script.subagent_delay_s:
                     await asyncio.sleep(self.script.subagent_delay_s)
             content = self._answer(kind, subtask, step)
+            if kind == "plan":
+                content = with_task(content, body)
             planned = self.script.tool_plan.get(subtask or "", []) if kind == "subagent" else []
             if fault is None and body.get("tools") and step <= len(planned):
                 name, arguments = planned[step - 1]
                 call = {"id": f"functions.{name}:{step - 1}", "type": "function",
                         "function": {"name": name, "arguments": json.dumps(arguments)}}  # fmt: skip
                 message = {"role": "assistant", "content": "", "tool_calls": [call]}
-                return JSONResponse(self._completion(body, message, "tool_calls"))
+                return self._completion(body, message, "tool_calls"), None
             if fault is not None:
                 if fault.delay_s:
                     await asyncio.sleep(fault.delay_s)
                 if fault.tool_call_arguments is not None:
-                    return JSONResponse(
-                        self._completion(
-                            body,
-                            {
-                                "role": "assistant",
-                                "content": None,
-                                "tool_calls": [
-                                    {
-                                        "id": "functions.search:0",
-                                        "type": "function",
-                                        "function": {"name": "search", "arguments": fault.tool_call_arguments},
-                                    }
-                                ],
-                            },
-                            "tool_calls",
-                        )
-                    )
+                    call = {"id": "functions.search:0", "type": "function",
+                            "function": {"name": "search", "arguments": fault.tool_call_arguments}}  # fmt: skip
+                    message = {"role": "assistant", "content": None, "tool_calls": [call]}
+                    return self._completion(body, message, "tool_calls"), fault
                 if fault.body is not None:
                     content = fault.body
-                elif fault.status != 200:
+                elif fault.status != 200 and fault.after_chunks is None:
                     headers = {"retry-after": str(fault.retry_after)} if fault.retry_after is not None else {}
                     return JSONResponse(
                         {"error": {"message": f"scripted failure {fault.status}", "type": "scripted"}},
                         status_code=fault.status,
                         headers=headers,
                     )
-            return JSONResponse(self._completion(body, {"role": "assistant", "content": content}, "stop"))
+            return self._completion(body, {"role": "assistant", "content": content}, "stop"), fault
 
         return app
+
+    async def _stream(
+        self, body: dict[str, Any], completion: dict[str, Any], fault: Fault | None
+    ) -> AsyncIterator[str]:
+        """A completion as server-sent events, going wrong mid-answer where the fault says."""
+        chunks = stream_chunks(completion, self.script.chunk_chars)
+        if not (body.get("stream_options") or {}).get("include_usage"):
+            chunks = chunks[:-1]
+        delay = fault.chunk_delay_s if fault is not None and fault.chunk_delay_s else self.script.chunk_delay_s
+        counted = True
+        try:
+            for index, chunk in enumerate(chunks):
+                if fault is not None and fault.after_chunks == index:
+                    if fault.drop:
+                        raise DroppedConnection("scripted: connection dropped mid-answer")
+                    if fault.stall_s:
+                        stalled_until = time.monotonic() + fault.stall_s
+                        while time.monotonic() < stalled_until and not self._stopping:
+                            await asyncio.sleep(0.05)
+                    if fault.status != 200:
+                        error = {"message": f"scripted failure {fault.status} mid-answer", "type": "scripted",
+                                 "code": fault.status}  # fmt: skip
+                        yield f"data: {json.dumps({'error': error})}\n\n"
+                        return
+                if delay and index:
+                    await asyncio.sleep(delay)
+                yield f"data: {json.dumps(chunk)}\n\n"
+            self.in_flight -= 1  # before the last line: the client may send its next call as soon as it has it
+            counted = False
+            yield "data: [DONE]\n\n"
+        finally:
+            if counted:
+                self.in_flight -= 1
 
     def _completion(self, body: dict[str, Any], message: dict[str, Any], finish_reason: str) -> dict[str, Any]:
         return {
@@ -248,6 +354,7 @@ class ScriptedLLM:
             time.sleep(0.05)
 
     def stop(self) -> None:
+        self._stopping = True
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None:
