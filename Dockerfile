@@ -36,6 +36,8 @@ RUN pip install --no-deps . \
 FROM python:3.11-slim
 
 COPY --from=build /opt/swarmkeep /opt/swarmkeep
+# bubblewrap builds the code sandbox; run the container so that it may create user namespaces and mount /proc.
+RUN apt-get update && apt-get install -y --no-install-recommends bubblewrap && rm -rf /var/lib/apt/lists/*
 COPY deploy/healthcheck.py /usr/local/bin/swarmkeep-healthcheck
 RUN chmod 0755 /usr/local/bin/swarmkeep-healthcheck \
     && useradd --system --uid 10001 --create-home --home-dir /var/lib/swarmkeep swarmkeep

@@ -180,7 +180,7 @@ class SubagentActivities:
             job_id=request.job_id,
             scratch_dir=scratch,
             on_artifact=keep,
-            fetch=FetchLimits(allow=tuple(self.settings.fetch_allow)),
+            fetch=FetchLimits(allow=tuple(self.settings.fetch_allow), ports=tuple(self.settings.outbound_ports)),
             sandbox=SandboxLimits(require_isolation=self.settings.sandbox_isolation),
             search=search_provider_for(self.settings.search_url or None),
         )

@@ -6,7 +6,11 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from temporalio.client import Client
 
 from swarmkeep.api.body_limit import BodyLimitMiddleware
@@ -36,6 +40,26 @@ class TemporalConnection:
             return self._client
 
 
+async def _http_error(request: Request, error: StarletteHTTPException) -> Response:
+    """HTTP errors as the OpenAPI document says them: a 422's `detail` is a list of problems (a body FastAPI cannot
+    even parse, its 400, is one too), a 405 names every method the path has (Starlette's names only the first
+    route's)."""
+    if error.status_code in (400, 422) and isinstance(error.detail, str):
+        problem = {"loc": ["body"] if error.status_code == 400 else [], "msg": error.detail, "type": "value_error"}
+        return JSONResponse({"detail": [problem]}, status_code=422, headers=error.headers)
+    if error.status_code == 405:
+        allowed = sorted(
+            {
+                method
+                for route in request.app.router.routes
+                if route.matches(request.scope)[0] != Match.NONE
+                for method in getattr(route, "methods", None) or ()
+            }
+        )
+        return JSONResponse({"detail": error.detail}, status_code=405, headers={"Allow": ", ".join(allowed)})
+    return await http_exception_handler(request, error)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The API app; refuses to start on an un-migrated job store."""
     settings = settings or get_settings()
@@ -56,4 +80,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.temporal = TemporalConnection(settings)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.include_router(api_router)
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     return app

@@ -2,23 +2,50 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+# Text the job store keeps must not hold NUL: PostgreSQL's text type cannot store it.
+NO_NUL = r"^[^\x00]*$"
+# An http(s) URL without credentials; the SSRF guard checks where it leads when a job is submitted.
+HTTP_URL = r"^https?://[^\s/?#@\x00]+([/?#][^\s\x00]*)?$"
 
 
-class HumanSubtaskIn(BaseModel):
+def _integral(value: object) -> object:
+    """JSON Schema counts 227.0 as an integer: take it as 227, but not a string, a bool or 227.5."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _aware(moment: datetime) -> datetime:
+    """Every time the API returns is timezone-aware UTC (RFC 3339); a naive one is taken as UTC."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+Text = Annotated[str, Field(pattern=NO_NUL)]
+UTCDatetime = Annotated[datetime, AfterValidator(_aware)]
+
+
+class RequestModel(BaseModel):
+    """A request body: types as the schema says them (no "1" for 1, no 0 for false), finite numbers, no NUL."""
+
+    model_config = ConfigDict(strict=True, allow_inf_nan=False)
+
+
+class HumanSubtaskIn(RequestModel):
     """A subtask the caller gives to a person."""
 
     id: str = Field(..., pattern=r"^[A-Za-z0-9_-]{1,32}$")
-    instruction: str = Field(..., min_length=1, max_length=2000)
+    instruction: Text = Field(..., min_length=1, max_length=2000)
 
 
-class JobCreate(BaseModel):
+class JobCreate(RequestModel):
     """A task for the swarm."""
 
-    task: str = Field(..., min_length=1, max_length=20_000, description="What the swarm should do.")
+    task: Text = Field(..., min_length=1, max_length=20_000, description="What the swarm should do.")
     max_parallel: int | None = Field(
         None, ge=1, le=300, description="Most sub-agents at once for this job (at most the server's limit)."
     )
@@ -26,17 +53,29 @@ class JobCreate(BaseModel):
     callback_url: str | None = Field(
         None,
         max_length=2000,
+        pattern=HTTP_URL,
         description="Where to POST a signed (Standard Webhooks) callback on each terminal state; "
-        "defaults to the key's callback URL.",
+        "defaults to the key's callback URL. Public http(s) addresses only, unless the operator allows others.",
     )
     progress_callbacks: bool = Field(False, description="Also send a `subtask.finished` callback per subtask.")
-    max_tokens: int | None = Field(None, ge=1, description="Token budget; the job ends partial when it is reached.")
-    max_cost_usd: float | None = Field(None, gt=0, description="Cost budget in USD (prices from settings).")
-    deadline_s: float | None = Field(None, gt=0, description="Seconds the job may run before it ends partial.")
+    max_tokens: int | None = Field(
+        None, ge=1, le=1_000_000_000, description="Token budget; the job ends partial when it is reached."
+    )
+    max_cost_usd: float | None = Field(
+        None, gt=0, le=1_000_000, description="Cost budget in USD (prices from settings)."
+    )
+    deadline_s: float | None = Field(
+        None, gt=0, le=30 * 86_400, description="Seconds the job may run before it ends partial (at most 30 days)."
+    )
     allow_humans: bool = Field(False, description="Let the plan give subtasks to a person (see GET /v1/tasks).")
     human_subtasks: list[HumanSubtaskIn] = Field(
         default_factory=list, max_length=50, description="Subtasks the caller gives to people, besides the plan."
     )
+
+    @field_validator("max_parallel", "max_tokens", mode="before")
+    @classmethod
+    def _whole_numbers(cls, value: object) -> object:
+        return _integral(value)
 
 
 class Progress(BaseModel):
@@ -96,7 +135,9 @@ class Links(BaseModel):
     wait: str
     events: str
     callbacks: str
-    temporal_ui: str
+    temporal_ui: str | None = Field(
+        None, description="The job's page in the Temporal UI, only where the operator exposes it to tenants."
+    )
 
 
 class JobView(BaseModel):
@@ -106,9 +147,9 @@ class JobView(BaseModel):
     status: str
     task: str
     metadata: dict[str, Any] = Field(default_factory=dict)
-    created_at: datetime
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
+    created_at: UTCDatetime
+    started_at: UTCDatetime | None = None
+    finished_at: UTCDatetime | None = None
     progress: Progress
     metrics: dict[str, Any] = Field(default_factory=dict)
     subtasks: list[SubtaskView] = Field(default_factory=list)
@@ -123,8 +164,8 @@ class JobSummary(BaseModel):
     id: str
     status: str
     task: str
-    created_at: datetime
-    finished_at: datetime | None = None
+    created_at: UTCDatetime
+    finished_at: UTCDatetime | None = None
     links: Links
 
 
@@ -147,7 +188,7 @@ class CallbackDeliveryView(BaseModel):
     status_code: int | None
     delivered: bool
     error: str | None
-    created_at: datetime
+    created_at: UTCDatetime
 
 
 class CallbackDeliveryList(BaseModel):
@@ -162,7 +203,7 @@ class HumanTask(BaseModel):
     task: str
     instruction: str
     depends_on: list[str]
-    deadline: datetime | None
+    deadline: UTCDatetime | None
     links: dict[str, str]
 
 
@@ -170,6 +211,6 @@ class HumanTaskList(BaseModel):
     items: list[HumanTask]
 
 
-class HumanConclusion(BaseModel):
-    conclusion: str = Field(..., min_length=1, max_length=20_000)
-    completed_by: str = Field("", max_length=200, description="Who answered (shown in the job's record).")
+class HumanConclusion(RequestModel):
+    conclusion: Text = Field(..., min_length=1, max_length=20_000)
+    completed_by: Text = Field("", max_length=200, description="Who answered (shown in the job's record).")

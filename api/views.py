@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -37,7 +36,8 @@ def links_for(job_id: str, settings: Settings) -> Links:
         wait=f"/v1/jobs/{job_id}/wait",
         events=f"/v1/jobs/{job_id}/events",
         callbacks=f"/v1/jobs/{job_id}/callbacks",
-        temporal_ui=settings.job_ui_link(job_id),
+        # The UI shows every tenant's workflows: linked only where the operator says tenants may see it.
+        temporal_ui=settings.job_ui_link(job_id) if settings.temporal_ui_links else None,
     )
 
 
@@ -221,11 +221,20 @@ def job_summary(job: Job, settings: Settings) -> JobSummary:
     )
 
 
+# A page cursor: the last job's creation time (microseconds since 1970, UTC) and id. The pattern says exactly which
+# strings decode, so the OpenAPI document describes every cursor the API accepts.
+CURSOR_PATTERN = r"^[0-9]{1,16}~[A-Za-z0-9_-]{1,64}$"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def encode_cursor(created_at: datetime, job_id: str) -> str:
-    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{job_id}".encode()).decode()
+    moment = created_at if created_at.tzinfo else created_at.replace(tzinfo=UTC)
+    return f"{(moment - EPOCH) // timedelta(microseconds=1)}~{job_id}"
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
     """Raise ValueError on a cursor this API did not hand out."""
-    created, job_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
-    return datetime.fromisoformat(created), job_id
+    micros, _, job_id = cursor.partition("~")
+    if not micros.isdigit() or not job_id:
+        raise ValueError(f"not a page cursor: {cursor!r}")
+    return EPOCH + timedelta(microseconds=int(micros)), job_id

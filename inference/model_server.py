@@ -37,6 +37,10 @@ class LocalModelServer:
     # True for a server meant to outlive this process (`swarmkeep run --keep-running`): signals and stop() still
     # stop its whole group; this process's exit or death does not.
     outlive_parent = False
+    # Serve the model op by op instead of compiled (a profile that must not compile sets this).
+    enforce_eager = False
+    # The weights' dtype; None chooses by the CPU's instructions (serving_dtype).
+    dtype: str | None = None
 
     def __init__(
         self,
@@ -86,10 +90,12 @@ class LocalModelServer:
             "--served-model-name", self.served_model_name,
             "--host", self.host,
             "--port", str(self.port),
-            "--dtype", "bfloat16",
+            "--dtype", self.dtype or serving_dtype(),
             "--max-model-len", str(self.max_model_len),
-            # torch.compile adds about a minute of startup and gains nothing measurable on a 135M model.
-            "--enforce-eager",
+            # Without --enforce-eager vLLM compiles the model with inductor: fused kernels instead of one
+            # Python-dispatched op at a time, which is most of a 135M model's decode step. The compiled graph
+            # is cached under vLLM's cache root (~/.cache/vllm), so the first start on a machine pays for it.
+            *(["--enforce-eager"] if self.enforce_eager else []),
             # Compact JSON for response_format: fewer tokens on a slow CPU, and with length-bounded schema
             # fields the output is bounded too (a tiny model can otherwise pad with whitespace until
             # max_tokens cuts the JSON off).
@@ -103,6 +109,12 @@ class LocalModelServer:
         preload = [str(find_libiomp5()), *filter(None, env.get("LD_PRELOAD", "").split(":"))]
         env["LD_PRELOAD"] = ":".join(dict.fromkeys(preload))
         env["VLLM_CPU_KVCACHE_SPACE"] = str(self.kvcache_gib)
+        # vLLM's own CPU binding (VLLM_CPU_OMP_THREADS_BIND=auto) is kept on purpose: it gives the model one
+        # thread per physical core but one, and leaves that core to the scheduler and the API server, whose
+        # turns come between every two decode steps; binding the model to every core was slower at 8 streams.
+        # Its compiled graph loads from an AOT cache that this vLLM build fails to read back ("no attribute
+        # finalize_loading"), so it is off: the inductor caches still make a later start skip the compile.
+        env.setdefault("VLLM_USE_AOT_COMPILE", "0")
         # Everything is local: no usage reports, no Hub lookups that would only time out offline.
         env.setdefault("VLLM_NO_USAGE_STATS", "1")
         env.setdefault("DO_NOT_TRACK", "1")
@@ -217,6 +229,19 @@ class LocalModelServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def serving_dtype(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """bfloat16 where the CPU multiplies it natively (AVX-512 BF16 or AMX), else float32.
+
+    Without those instructions each bf16 multiply first converts its operands to float32, so float32 weights
+    are the safe choice there (the machines this runs on include AVX2-only EPYCs).
+    """
+    try:
+        flags = next((line for line in cpuinfo.read_text().splitlines() if line.startswith("flags")), "").split()
+    except OSError:
+        return "bfloat16"
+    return "bfloat16" if {"avx512_bf16", "amx_bf16"} & set(flags) else "float32"
 
 
 def find_libiomp5() -> Path:

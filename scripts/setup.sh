@@ -14,6 +14,17 @@ if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
     exit 1
 fi
 
+# The code sandbox (run_python, read_table) is built with bubblewrap; without it those tools refuse to run.
+if ! command -v bwrap >/dev/null 2>&1; then
+    if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        echo "==> installing bubblewrap (the code sandbox)"
+        apt-get install -y -q bubblewrap >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q bubblewrap >/dev/null; }
+    else
+        echo "warning: bubblewrap (bwrap) is missing, so run_python and read_table will refuse to run;" \
+            "install it as root: apt-get install bubblewrap (or your system's bubblewrap package)" >&2
+    fi
+fi
+
 KEY="py311-torch2.13.0-vllmcpu0.32.0"
 VENV="${SWARMKEEP_VENV:-$HOME/.cache/swarmkeep/venv-$KEY}"
 STAMP="$VENV/.swarmkeep-stamp"

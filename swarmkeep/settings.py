@@ -114,6 +114,16 @@ class Settings(BaseSettings):
     int4_moe_backend: str = Field(
         "auto", description="Who runs Kimi-format INT4 MoE layers on vLLM's CPU build: auto, swarmkeep or vllm."
     )
+    int4_path: str = Field(
+        "auto",
+        description="CPU path of the INT4 kernels: auto (the fastest measured on this machine, cached in the data "
+        "directory) or one of TORCH, TORCH_INT4, GENERIC, AVX2, AVX512, AVX512_FP16, AMX.",
+    )
+    int4_cpu_features: str = Field(
+        "",
+        description="CPU features the INT4 kernels may use (comma list of avx2, avx512, amx, avx512_fp16, or none); "
+        "empty means all the CPU has. avx2 runs an AVX-512 machine as an AVX2-only one.",
+    )
     model_dir: Path | None = Field(
         None, description="Where the converted local model is cached; empty means <data_dir>/models."
     )
@@ -139,6 +149,18 @@ class Settings(BaseSettings):
     api_port: int = Field(8080, description="Port of the HTTP API.")
     api_url: str = Field("", description="URL the CLI talks to; empty means http://<api_host>:<api_port>.")
 
+    max_waits_per_key: int = Field(
+        100, ge=1, description="Most /wait and /events calls one API key holds open at once per API process (429)."
+    )
+    watch_interval_s: float = Field(
+        1.0, gt=0, description="How often the one shared watcher of a waited-on job re-reads it."
+    )
+    expose_temporal_ui_links: bool | None = Field(
+        None,
+        description="Put the Temporal UI link in tenants' job views; empty means only with the local dev server "
+        "(the UI shows every tenant's workflows).",
+    )
+
     api_key: SecretStr = Field(
         SecretStr(""), description="Key the CLI sends to the API; empty means the local development key."
     )
@@ -148,11 +170,33 @@ class Settings(BaseSettings):
         description="Hosts or networks callbacks may reach although they are not public "
         '(JSON list, e.g. ["127.0.0.1", "10.0.0.0/8", "n8n.internal"]).',
     )
+    outbound_ports: list[str] = Field(
+        default_factory=lambda: ["80", "443", "8000-9999"],
+        description="Ports callbacks and fetches may use on public addresses (JSON list of ports and ranges); an "
+        'allow-list entry with a port (e.g. "n8n.internal:5678") opens that port for that host.',
+    )
     callback_retry_hours: float = Field(24.0, gt=0, description="How long a callback is retried before giving up.")
     callback_initial_retry_s: float = Field(2.0, gt=0, description="First wait before retrying a callback.")
     callback_max_retry_s: float = Field(600.0, gt=0, description="Longest wait between callback retries.")
-    callback_timeout_s: float = Field(10.0, gt=0, description="Timeout of one callback request.")
+    callback_timeout_s: float = Field(
+        10.0, gt=0, description="Deadline of one callback attempt: connecting, sending and reading the answer."
+    )
 
+    metrics_token: SecretStr = Field(
+        SecretStr(""), description="When set, /metrics asks for `Authorization: Bearer <this token>`; empty means open."
+    )
+    tenant_max_running_jobs: int = Field(
+        100,
+        ge=0,
+        description="Most unfinished jobs one tenant may have; another submission gets 429 with Retry-After. 0 means "
+        "no cap.",
+    )
+    worker_shutdown_s: float = Field(
+        30.0,
+        ge=0,
+        description="On shutdown, how long a worker lets running sub-agents finish before canceling them (a canceled "
+        "attempt keeps its notebook and resumes on another worker).",
+    )
     max_parallel: int = Field(
         32, ge=1, description=f"Most sub-agents one job runs at once (hard cap {HARD_MAX_PARALLEL})."
     )
@@ -193,6 +237,14 @@ class Settings(BaseSettings):
             raise ValueError(f"max_parallel is capped at {HARD_MAX_PARALLEL}; got {value}")
         return value
 
+    @field_validator("outbound_ports")
+    @classmethod
+    def _check_ports(cls, value: list[str]) -> list[str]:
+        from swarmkeep.netguard import parse_ports
+
+        parse_ports(value)
+        return value
+
     @field_validator("int4_moe_backend")
     @classmethod
     def _check_backend(cls, value: str) -> str:
@@ -223,6 +275,11 @@ class Settings(BaseSettings):
     def effective_database_url(self) -> str:
         """The job store URL, defaulting to a SQLite file in the data directory."""
         return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'swarmkeep.db'}"
+
+    @property
+    def shown_database_url(self) -> str:
+        """The job store URL with its password masked, for anything printed, logged or returned."""
+        return redact_url(self.effective_database_url)
 
     @property
     def uses_dev_server(self) -> bool:
@@ -280,9 +337,25 @@ class Settings(BaseSettings):
     def effective_api_url(self) -> str:
         return (self.api_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
 
+    @property
+    def temporal_ui_links(self) -> bool:
+        """Whether job views carry a Temporal UI link: on for the local dev stack unless set."""
+        return self.expose_temporal_ui_links if self.expose_temporal_ui_links is not None else self.uses_dev_server
+
     def job_ui_link(self, job_id: str) -> str:
         """The Temporal UI page of a job's workflow."""
         return f"{self.effective_temporal_ui_url}/namespaces/{self.temporal_namespace}/workflows/{job_id}"
+
+
+def redact_url(url: str) -> str:
+    """A database URL with its password replaced by ***; text that is not a URL comes back unchanged."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return url
 
 
 @lru_cache(maxsize=1)
@@ -318,7 +391,7 @@ def display_value(settings: Settings, name: str) -> Any:
     if isinstance(value, SecretStr):
         return "****" if value.get_secret_value() else "(unset)"
     derived = {
-        "database_url": settings.effective_database_url,
+        "database_url": settings.shown_database_url,
         "temporal_address": settings.effective_temporal_address
         + (" (dev server started by swarmkeep)" if settings.uses_dev_server else ""),
         "llm_base_url": settings.effective_llm_base_url

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+from datetime import timedelta
 from types import TracebackType
 
 from temporalio.client import Client
@@ -58,6 +59,9 @@ def build_worker(client: Client, settings: Settings, llm: LLMClient | None = Non
     """The workers for this process's capabilities, wired to the settings' job store and LLM."""
     llm = llm or LLMClient.from_settings(settings)
     url = settings.effective_database_url
+    # On shutdown, running activities get this long to finish before they are canceled; a canceled sub-agent's
+    # steps are already in its notebook, so its next attempt (on another worker) resumes from them.
+    graceful = timedelta(seconds=settings.worker_shutdown_s)
     roles = [role for role in ROLES if not settings.worker_roles or role in settings.worker_roles]
     workers: list[Worker] = []
     if settings.worker_orchestrator:
@@ -81,6 +85,7 @@ def build_worker(client: Client, settings: Settings, llm: LLMClient | None = Non
                 ],
                 max_concurrent_activities=100,
                 max_concurrent_workflow_tasks=50,
+                graceful_shutdown_timeout=graceful,
             )
         )
     subagents = SubagentActivities(settings, llm)
@@ -93,6 +98,7 @@ def build_worker(client: Client, settings: Settings, llm: LLMClient | None = Non
                 # By default, enough slots for every sub-agent of a full-width job. A worker with no free slot
                 # has no poll open, so Temporal hands it no sub-agent it cannot start.
                 max_concurrent_activities=settings.worker_subagents,
+                graceful_shutdown_timeout=graceful,
             )
         )
     return SwarmWorkers(workers, roles, settings.worker_orchestrator)

@@ -89,7 +89,7 @@ def _attempts_sync(swarm, job_id: str) -> list[dict]:
 async def test_internal_callback_urls_are_refused_at_submission(swarm_factory, url: str) -> None:
     swarm = await swarm_factory(worker=False)
     response = await swarm.api.post("/v1/jobs", json={"task": "x", "callback_url": url})
-    assert response.status_code == 422
+    assert response.status_code == 403  # well-formed, but a destination callbacks may not reach
     assert "SWARMKEEP_CALLBACK_ALLOW" in response.json()["detail"] or "metadata" in response.json()["detail"]
     assert (await swarm.api.get("/v1/jobs")).json()["items"] == []
 

@@ -33,6 +33,7 @@ from tests.support.processes import settings_env
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / "deploy" / ".env.example"
+README = ROOT / "README.md"
 DOCKERFILE = ROOT / "Dockerfile"
 N8N_DOCKERFILE = ROOT / "deploy" / "n8n" / "Dockerfile"
 HEALTHCHECK = ROOT / "deploy" / "healthcheck.py"
@@ -170,12 +171,18 @@ def container_env(project: Mapping[str, Any], name: str, env_file: Mapping[str, 
 
 
 def ports(service: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """(published, container) pairs of a service's `ports`."""
-    pairs = []
+    """(published, container) pairs of a service's `ports` (the host address, if any, left out)."""
+    return [(published, target) for _, published, target in bindings(service)]
+
+
+def bindings(service: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """(host address, published, container) of a service's `ports`; an empty address means every interface."""
+    triples = []
     for entry in service.get("ports", []):
-        published, _, target = str(entry).rpartition(":")
-        pairs.append((published, target))
-    return pairs
+        rest, _, target = str(entry).rpartition(":")
+        address, _, published = rest.rpartition(":")
+        triples.append((address, published, target))
+    return triples
 
 
 def healthcheck_url(service: Mapping[str, Any]) -> str:
@@ -265,6 +272,7 @@ def test_swarmkeep_containers_get_valid_settings(name: str, monkeypatch: pytest.
     assert settings.callback_allow == ["n8n"]
     assert (settings.api_host, settings.api_port) == ("0.0.0.0", 8080)
     assert settings.job_ui_link("j1") == "http://localhost:8088/namespaces/default/workflows/j1"
+    assert not settings.temporal_ui_links, "tenants' job views must not link the operators' Temporal UI"
 
 
 def test_env_example_settings_parse_when_uncommented(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -375,6 +383,32 @@ def test_ports_line_up() -> None:
     webhook = urlsplit(n8n_env["WEBHOOK_URL"])
     assert (webhook.hostname, str(webhook.port)) == ("n8n", n8n_env["N8N_PORT"])
     assert webhook.hostname in yaml.safe_load(api_env["SWARMKEEP_CALLBACK_ALLOW"])
+
+
+def test_temporal_ui_is_local_and_read_only() -> None:
+    """The UI has no login: loopback only and without write actions, unless the operator opens it on purpose."""
+    ui = compose()["services"]["temporal-ui"]
+    assert bindings(ui) == [("127.0.0.1", "8088", "8080")]
+    assert environment(ui)["TEMPORAL_DISABLE_WRITE_ACTIONS"] == "true"
+    bare = interpolate_tree(raw_compose(), REQUIRED_STANDINS)["services"]["temporal-ui"]  # no .env values at all
+    assert bindings(bare)[0][0] == "127.0.0.1" and environment(bare)["TEMPORAL_DISABLE_WRITE_ACTIONS"] == "true"
+    opened = compose(TEMPORAL_UI_BIND_ADDRESS="0.0.0.0")["services"]["temporal-ui"]
+    assert bindings(opened) == [("0.0.0.0", "8088", "8080")]
+    for address, _, _ in (b for service in compose()["services"].values() for b in bindings(service)):
+        assert address in ("", "127.0.0.1")
+    assert "TEMPORAL_DISABLE_WRITE_ACTIONS" in README.read_text() and "127.0.0.1:8088" in README.read_text()
+
+
+def test_job_views_link_the_temporal_ui_only_when_the_operator_says() -> None:
+    from swarmkeep.api.views import links_for
+
+    remote = {"temporal_address": "temporal:7233", "temporal_ui_url": "http://ui:8088"}
+    assert links_for("j1", Settings(_env_file=None, **remote)).temporal_ui is None  # type: ignore[call-arg]
+    exposed = Settings(_env_file=None, expose_temporal_ui_links=True, **remote)  # type: ignore[call-arg]
+    assert links_for("j1", exposed).temporal_ui == "http://ui:8088/namespaces/default/workflows/j1"
+    local = Settings(_env_file=None)  # type: ignore[call-arg]  # `swarmkeep up`: the dev server's UI on loopback
+    assert links_for("j1", local).temporal_ui == "http://127.0.0.1:8233/namespaces/default/workflows/j1"
+    assert links_for("j1", Settings(_env_file=None, expose_temporal_ui_links=False)).temporal_ui is None  # type: ignore[call-arg]
 
 
 def test_depends_on() -> None:

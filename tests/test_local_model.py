@@ -23,6 +23,7 @@ from swarmkeep.inference.local_model import (
     LocalModelServer,
     prepare_local_model,
 )
+from swarmkeep.inference.model_server import serving_dtype
 from swarmkeep.services.process import free_port
 
 # --- conversion bookkeeping (fast, no model) ---------------------------------------------------------
@@ -63,14 +64,22 @@ def test_prepared_model_is_reused(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     assert sorted(p.name for p in tmp_path.iterdir()) == [MODEL_NAME]
 
 
-def test_command_serves_loopback_eagerly(tmp_path: Path) -> None:
+def test_command_serves_loopback_compiled(tmp_path: Path) -> None:
     server = LocalModelServer(tmp_path, port=8123, log_file=tmp_path / "vllm.log", extra_args=["--seed", "1"])
     argv = server.command()
     assert argv[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
-    assert {"--enforce-eager", "--served-model-name", "--max-model-len"} <= set(argv)
+    assert {"--served-model-name", "--max-model-len"} <= set(argv) and "--enforce-eager" not in argv
     assert argv[argv.index("--host") + 1] == "127.0.0.1"
     assert argv[-2:] == ["--seed", "1"]
     assert server.base_url == "http://127.0.0.1:8123/v1"
+
+
+def test_dtype_follows_the_cpu(tmp_path: Path) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16\n")
+    assert serving_dtype(cpuinfo) == "bfloat16"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 fma\n")  # an AVX2-only EPYC
+    assert serving_dtype(cpuinfo) == "float32"
 
 
 # --- the real server -----------------------------------------------------------------------------------

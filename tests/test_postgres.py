@@ -7,6 +7,7 @@ import asyncio
 import itertools
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -121,3 +122,33 @@ async def test_listing_under_load(swarm_factory, pg_url: str) -> None:
     _, seen = await asyncio.gather(writer(), reader())
     listed_seeds = [job_id for job_id in seen if job_id in seeded]
     assert len(listed_seeds) == len(set(listed_seeds)) == 600  # every seeded job once, none twice
+
+
+async def test_metrics_and_hostile_text_on_postgres(swarm_factory, pg_url: str) -> None:
+    """NUL is refused (422) or kept as JSON, never a 500; /metrics' SQL aggregates run on PostgreSQL too."""
+    swarm = await swarm_factory(database_url=pg_url, worker=False)
+    assert (await swarm.api.post("/v1/jobs", json={"task": "a\u0000b"})).status_code == 422
+    assert (await swarm.api.get("/v1/jobs/job_%00")).status_code == 404
+    job_id = await swarm.submit(metadata={"note\u0000": "kept \u0000 as JSON"})
+    assert (await swarm.job(job_id))["metadata"] == {"note\u0000": "kept \u0000 as JSON"}
+    start = datetime(2026, 12, 1, tzinfo=UTC)
+    async with session_scope(pg_url) as session:
+        job = await session.get(Job, job_id)
+        assert job is not None
+        job.metrics = {"tokens": 7, "cost_usd": 0.25}
+        for n, seconds in enumerate((2.0, 20.0, 200.0)):
+            session.add(
+                Subtask(
+                    job_id=job_id,
+                    subtask_id=f"s{n}",
+                    role="writer",
+                    instruction="i",
+                    started_at=start,
+                    finished_at=start + timedelta(seconds=seconds),
+                )
+            )
+    text = (await swarm.api.get("/metrics")).text
+    assert 'swarmkeep_subagent_duration_seconds_bucket{le="30.0"} 2.0' in text
+    assert "swarmkeep_subagent_duration_seconds_sum 222.0" in text
+    assert "swarmkeep_tokens_total 7.0" in text
+    await swarm.client.get_workflow_handle(job_id).terminate("test done")

@@ -104,6 +104,15 @@ async def test_internal_addresses_are_refused_without_the_allow_list(site: str, 
         assert "refused" in content or "invalid arguments" in content, content
 
 
+async def test_public_addresses_only_on_the_outbound_ports(tmp_path: Path) -> None:
+    for ports in [FetchLimits().ports, ("443",)]:
+        context = ToolContext(job_id="job-1", scratch_dir=tmp_path, fetch=FetchLimits(ports=ports))
+        content, is_error = await _fetch(context, "http://1.1.1.1:25/")  # refused before any connection is made
+        assert is_error and "refused" in content and "port" in content, content
+    content, is_error = await _fetch(_context(tmp_path, ports=("443",)), "http://8.8.8.8:80/")
+    assert is_error and "port" in content, content
+
+
 async def test_redirects_are_followed_and_each_target_rechecked(site: str, tmp_path: Path) -> None:
     content, is_error = await _fetch(_context(tmp_path), f"{site}/hop/2")
     assert not is_error and "High tide" in content and content.startswith(f"URL: {site}/page")

@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from swarmkeep.activities.tools.safe_paths import UnsafePathError, clean_name
 from swarmkeep.activities.tools.sandbox import SandboxLimits
+from swarmkeep.netguard import DEFAULT_PORTS
 
 if TYPE_CHECKING:
     from swarmkeep.activities.tools.search import SearchProvider
@@ -22,6 +24,7 @@ class FetchLimits:
     """How far fetch_url may go: allow-list for the SSRF guard, size, time and redirects."""
 
     allow: Sequence[str] = ()
+    ports: Sequence[str] = DEFAULT_PORTS  # the ports public addresses may be reached on (SWARMKEEP_OUTBOUND_PORTS)
     max_bytes: int = 2_000_000
     timeout_s: float = 20.0
     max_redirects: int = 3
@@ -39,19 +42,17 @@ class ToolContext:
     sandbox: SandboxLimits = field(default_factory=SandboxLimits)
     search: SearchProvider | None = None
 
-    def path(self, name: str) -> Path:
-        """The scratch-folder path for a relative file name; raise ToolError if it would leave the folder."""
-        if not name or name.startswith(("/", "\\")) or "\x00" in name:
-            raise ToolError(f"file name {name!r} must be a relative path inside the job's scratch folder")
-        root = self.scratch_dir.resolve()
-        target = (root / name).resolve()
-        if target != root and root not in target.parents:
-            raise ToolError(f"file name {name!r} leaves the job's scratch folder; use a plain relative name")
-        return target
+    def name(self, name: str) -> str:
+        """A relative file name checked and cleaned (`./a//b` -> `a/b`); ToolError if it could leave the folder.
+        Open it with safe_paths (component by component, links never followed), not through a joined path."""
+        try:
+            return clean_name(name)
+        except UnsafePathError as error:
+            raise ToolError(str(error)) from None
 
-    def relative(self, path: Path) -> str:
-        """A scratch-folder path as the artifact name the model and the caller see."""
-        return path.resolve().relative_to(self.scratch_dir.resolve()).as_posix()
+    def path(self, name: str) -> Path:
+        """Where a checked name lies in the scratch folder (for messages and callbacks; never open it directly)."""
+        return self.scratch_dir / self.name(name)
 
 
 @dataclass

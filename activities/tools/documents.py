@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
+from swarmkeep.activities.tools import safe_paths
 from swarmkeep.activities.tools.base import Tool, ToolContext, ToolError, ToolResult
+from swarmkeep.activities.tools.sandbox import scratch_lock
 
 _HEADING = re.compile(r"^(#{1,6})\s+(.*)$")
 _BULLET = re.compile(r"^\s*[-*+]\s+(.*)$")
@@ -15,21 +18,28 @@ _NUMBERED = re.compile(r"^\s*\d+[.)]\s+(.*)$")
 _INLINE = re.compile(r"(\*\*[^*]+\*\*|\*[^*]+\*|`[^`]+`)")
 
 
-def _target(context: ToolContext, filename: str, suffix: str) -> Path:
+def _target(context: ToolContext, filename: str, suffix: str) -> str:
     if not filename.lower().endswith(suffix):
         raise ToolError(f"filename {filename!r} must end in {suffix}")
-    path = context.path(filename)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
+    return context.name(filename)
+
+
+def write_scratch(root: Path, name: str, write: Callable[[BinaryIO], Any]) -> Any:
+    """Create or replace `name` under `root` without following links and hand the open file to `write`."""
+    try:
+        with safe_paths.writer(root, name) as handle:
+            return write(handle)
+    except safe_paths.UnsafePathError as error:
+        raise ToolError(str(error)) from None
 
 
 async def write_markdown(arguments: dict[str, Any], context: ToolContext) -> ToolResult:
     """Write the Markdown text as given to a .md file."""
-    path = _target(context, arguments["filename"], ".md")
+    name = _target(context, arguments["filename"], ".md")
     title = arguments.get("title")
     text = (f"# {title}\n\n" if title else "") + arguments["content"].rstrip() + "\n"
-    await asyncio.to_thread(path.write_text, text, encoding="utf-8")
-    name = context.relative(path)
+    async with scratch_lock(context.scratch_dir):
+        await asyncio.to_thread(write_scratch, context.scratch_dir, name, lambda out: out.write(text.encode()))
     return ToolResult(content=f"Wrote {name} ({len(text)} characters).", artifacts=[name])
 
 
@@ -48,7 +58,7 @@ def _add_runs(paragraph: Any, text: str) -> None:
             paragraph.add_run(piece)
 
 
-def markdown_to_docx(markdown: str, path: Path, title: str | None = None) -> int:
+def markdown_to_docx(markdown: str, path: Path | BinaryIO, title: str | None = None) -> int:
     """Write a .docx from simple Markdown (headings, bullets, numbered lists, paragraphs); returns blocks written."""
     from docx import Document
 
@@ -83,15 +93,18 @@ def markdown_to_docx(markdown: str, path: Path, title: str | None = None) -> int
         else:
             paragraph_lines.append(line)
     flush()
-    document.save(str(path))
+    document.save(path if not isinstance(path, Path) else str(path))
     return blocks
 
 
 async def write_docx(arguments: dict[str, Any], context: ToolContext) -> ToolResult:
     """Write a Word document from Markdown-style text."""
-    path = _target(context, arguments["filename"], ".docx")
-    blocks = await asyncio.to_thread(markdown_to_docx, arguments["content"], path, arguments.get("title"))
-    name = context.relative(path)
+    name = _target(context, arguments["filename"], ".docx")
+    content, title = arguments["content"], arguments.get("title")
+    async with scratch_lock(context.scratch_dir):
+        blocks = await asyncio.to_thread(
+            write_scratch, context.scratch_dir, name, lambda out: markdown_to_docx(content, out, title)
+        )
     return ToolResult(content=f"Wrote {name} ({blocks} headings, paragraphs and list items).", artifacts=[name])
 
 

@@ -2,12 +2,15 @@
 
 Every hop (the URL and each redirect target, at most `FetchLimits.max_redirects`) is resolved and checked by
 `swarmkeep.netguard.resolve_safe` and the request goes to the checked address itself, so neither a redirect nor
-DNS rebinding can reach an internal address. The body is read up to `max_bytes` and HTML is turned into text.
+DNS rebinding can reach an internal address. The body is read as a stream up to `max_bytes`, the whole fetch
+(every hop, connect to last byte) runs under one deadline of `timeout_s`, and HTML is turned into text.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
+import zlib
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin
@@ -55,17 +58,30 @@ def _refusal(url: str, error: UnsafeURLError) -> ToolError:
 
 async def fetch_page(url: str, limits: FetchLimits) -> FetchedPage:
     """Download `url` (following up to `max_redirects` redirects, each re-checked) and return it as text."""
+    try:
+        # httpx's timeout is per read: a server that drips bytes would hold the call for ever without this.
+        async with asyncio.timeout(limits.timeout_s):
+            return await _fetch(url, limits)
+    except TimeoutError as error:
+        raise ToolError(
+            f"fetch_url gave up on {url}: no complete answer within {limits.timeout_s:g} s. The site is slow or "
+            "keeps sending; try another source."
+        ) from error
+
+
+async def _fetch(url: str, limits: FetchLimits) -> FetchedPage:
     current = url
     async with httpx.AsyncClient(timeout=limits.timeout_s, follow_redirects=False) as http:
         for _ in range(limits.max_redirects + 1):
             try:
-                target = await resolve_safe(current, limits.allow)
+                target = await resolve_safe(current, limits.allow, limits.ports)
             except UnsafeURLError as error:
                 raise _refusal(current, error) from error
             headers = {
-                "host": target.host if target.port in (80, 443) else f"{target.host}:{target.port}",
+                "host": target.host_header,
                 "user-agent": limits.user_agent,
                 "accept": "text/html,text/plain,application/json;q=0.9,*/*;q=0.5",
+                "accept-encoding": "gzip",
             }
             extensions = {"sni_hostname": target.host} if current.startswith("https") else {}
             request = http.build_request("GET", target.pinned_url, headers=headers, extensions=extensions)
@@ -84,10 +100,20 @@ async def fetch_page(url: str, limits: FetchLimits) -> FetchedPage:
 
 
 async def _read_capped(response: httpx.Response, cap: int) -> tuple[bytes, bool]:
+    """At most `cap` bytes of the body, decompressed here, and whether there was more; the rest is never read.
+
+    httpx would inflate each compressed chunk whole (a 64 KiB chunk of a gzip bomb is 64 MiB); inflating with a
+    size limit keeps memory to the cap whatever the server sends."""
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    inflate = zlib.decompressobj(zlib.MAX_WBITS | 32) if encoding in ("gzip", "x-gzip", "deflate") else None
     body = bytearray()
-    async for chunk in response.aiter_bytes():
-        body += chunk
-        if len(body) > cap:
+    async for chunk in response.aiter_raw():
+        try:
+            data = chunk if inflate is None else inflate.decompress(chunk, cap + 1 - len(body))
+        except zlib.error as error:
+            raise ToolError(f"fetch_url could not inflate the {encoding} body of {response.url}: {error}") from error
+        body += data
+        if len(body) > cap or (inflate is not None and inflate.unconsumed_tail):
             return bytes(body[:cap]), True
     return bytes(body), False
 

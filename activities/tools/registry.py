@@ -18,6 +18,7 @@ from swarmkeep.activities.tools.documents import WRITE_DOCX, WRITE_MARKDOWN
 from swarmkeep.activities.tools.fetch import FETCH_URL
 from swarmkeep.activities.tools.files import LIST_FILES, READ_FILE
 from swarmkeep.activities.tools.python_tool import RUN_PYTHON
+from swarmkeep.activities.tools.sandbox import scratch_lock
 from swarmkeep.activities.tools.search import WEB_SEARCH
 from swarmkeep.activities.tools.slides import WRITE_PPTX
 from swarmkeep.activities.tools.tables import READ_TABLE, WRITE_TABLE
@@ -96,14 +97,17 @@ async def _record_artifacts(result: ToolResult, context: ToolContext) -> None:
     """Hand each artifact to the context's callback; a callback failure is reported, not raised."""
     if context.on_artifact is None:
         return
-    for artifact in result.artifacts:
-        try:
-            outcome = context.on_artifact(artifact, context.scratch_dir / artifact)
-            if inspect.isawaitable(outcome):
-                await outcome
-        except Exception as error:
-            log.exception("recording artifact %s failed", artifact)
-            result.content += f"\n(The file {artifact} was written but could not be recorded as an artifact: {error})"
+    async with scratch_lock(context.scratch_dir):  # the callback copies from the scratch folder: no program meanwhile
+        for artifact in result.artifacts:
+            try:
+                outcome = context.on_artifact(artifact, context.scratch_dir / artifact)
+                if inspect.isawaitable(outcome):
+                    await outcome
+            except Exception as error:
+                log.exception("recording artifact %s failed", artifact)
+                result.content += (
+                    f"\n(The file {artifact} was written but could not be recorded as an artifact: {error})"
+                )
 
 
 COMMON_TOOLS: list[Tool] = [LIST_FILES, READ_FILE]

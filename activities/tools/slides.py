@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from swarmkeep.activities.tools.base import Tool, ToolContext, ToolError, ToolResult
+from swarmkeep.activities.tools.documents import write_scratch
+from swarmkeep.activities.tools.sandbox import scratch_lock
 
 TITLE_LAYOUT = 0
 BULLETS_LAYOUT = 1
 
 
-def build_deck(outline: dict[str, Any], path: Path) -> int:
+def build_deck(outline: dict[str, Any], path: Path | BinaryIO) -> int:
     """Write a .pptx from `{"title", "subtitle"?, "slides": [{"title", "bullets", "notes"?}]}`; returns slide count."""
     from pptx import Presentation
 
@@ -30,7 +32,7 @@ def build_deck(outline: dict[str, Any], path: Path) -> int:
             body.add_paragraph().text = bullet
         if spec.get("notes"):
             slide.notes_slide.notes_text_frame.text = spec["notes"]
-    deck.save(str(path))
+    deck.save(path if not isinstance(path, Path) else str(path))
     return len(deck.slides)
 
 
@@ -39,10 +41,11 @@ async def write_pptx(arguments: dict[str, Any], context: ToolContext) -> ToolRes
     filename = arguments["filename"]
     if not filename.lower().endswith(".pptx"):
         raise ToolError(f"filename {filename!r} must end in .pptx")
-    path = context.path(filename)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    count = await asyncio.to_thread(build_deck, arguments, path)
-    name = context.relative(path)
+    name = context.name(filename)
+    async with scratch_lock(context.scratch_dir):
+        count = await asyncio.to_thread(
+            write_scratch, context.scratch_dir, name, lambda out: build_deck(arguments, out)
+        )
     return ToolResult(content=f"Wrote {name} ({count} slides, the title slide included).", artifacts=[name])
 
 

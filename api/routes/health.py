@@ -4,10 +4,23 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
+from swarmkeep.settings import redact_url
 from swarmkeep.store.migrate import require_migrated
 
 router = APIRouter(tags=["health"])
+
+
+def without_password(message: str, url: str) -> str:
+    """An error message with the database URL, and its password wherever else it appears, masked."""
+    message = message.replace(url, redact_url(url))
+    try:
+        password = make_url(url).password
+    except (ArgumentError, ValueError):
+        return message
+    return message.replace(str(password), "***") if password else message
 
 
 @router.get("/healthz")
@@ -24,7 +37,7 @@ async def readyz(request: Request) -> JSONResponse:
     try:
         await require_migrated(settings.effective_database_url)
     except Exception as error:
-        problems["database"] = str(error)
+        problems["database"] = without_password(str(error), settings.effective_database_url)
     try:
         client = await request.app.state.temporal()
         await client.service_client.check_health()

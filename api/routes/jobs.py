@@ -6,18 +6,24 @@ import contextlib
 import hashlib
 import json
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response, status
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from temporalio.client import WorkflowHandle
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.common import (
+    Priority,
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from swarmkeep.api.deps import CurrentKey, SessionDep, SettingsDep, TemporalDep
 from swarmkeep.api.schemas import JobCreate, JobList, JobView, Problem
-from swarmkeep.api.views import decode_cursor, encode_cursor, job_summary, job_view
+from swarmkeep.api.views import CURSOR_PATTERN, decode_cursor, encode_cursor, job_summary, job_view
 from swarmkeep.messages import CallbackPolicy, JobInput
 from swarmkeep.netguard import UnsafeURLError, resolve_safe
 from swarmkeep.search_attributes import JOB_STATUS, TENANT
@@ -29,6 +35,11 @@ from swarmkeep.workflows.swarm import SwarmWorkflow
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": Problem, "description": "No such job for this key."}}
+# How long a caller over its tenant's cap of unfinished jobs is asked to wait before trying again.
+RETRY_AFTER_S = 30
+
+
+JobStatusName = Literal["queued", "planning", "running", "synthesizing", "succeeded", "failed", "canceled"]
 
 
 def new_job_id() -> str:
@@ -46,7 +57,8 @@ def request_hash(body: JobCreate) -> str:
 
 async def tenant_job(session: SessionDep, key: ApiKey, job_id: str) -> Job:
     """The job if it belongs to the key's tenant; 404 otherwise (another tenant's job does not exist for you)."""
-    job = await session.get(Job, job_id)
+    # An id with NUL cannot name a job, and PostgreSQL refuses it in a query.
+    job = None if "\x00" in job_id else await session.get(Job, job_id)
     if job is None or job.tenant != key.tenant:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"No job with id {job_id!r}.")
     return job
@@ -78,7 +90,10 @@ def job_input(job: Job, settings: Settings, callbacks: bool, progress_callbacks:
 async def start_job_workflow(
     client: TemporalDep, job: Job, settings: Settings, run: JobInput, search_attributes: bool
 ) -> None:
-    """Start the job's workflow; a workflow already started under this id is the same job, not an error."""
+    """Start the job's workflow under the job's id, safe to repeat: a running workflow of that id is used as it is
+    and a closed one is not started again, so a retry after a start that failed (or seemed to) is never a second
+    run. The tenant is the fairness key, so one tenant's burst does not starve the others' sub-agents (on servers
+    with task-queue fairness enabled; others ignore it)."""
     run.search_attributes = search_attributes
     attributes = (
         TypedSearchAttributes(
@@ -94,8 +109,27 @@ async def start_job_workflow(
             id=job.id,
             task_queue=settings.task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             static_summary=job.task[:200],
             search_attributes=attributes,
+            priority=Priority(fairness_key=job.tenant),
+        )
+
+
+async def check_tenant_cap(session: SessionDep, settings: Settings, tenant: str) -> None:
+    """429 with Retry-After when the tenant already has its most unfinished jobs."""
+    cap = settings.tenant_max_running_jobs
+    if not cap:
+        return
+    unfinished = await session.scalar(
+        select(func.count()).select_from(Job).where(Job.tenant == tenant, Job.status.not_in(JobStatus.TERMINAL))
+    )
+    if (unfinished or 0) >= cap:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            f"Tenant {tenant!r} already has {unfinished} unfinished jobs, the most it may have "
+            f"(SWARMKEEP_TENANT_MAX_RUNNING_JOBS={cap}); retry when one has finished, or cancel one.",
+            headers={"Retry-After": str(RETRY_AFTER_S)},
         )
 
 
@@ -105,9 +139,15 @@ async def start_job_workflow(
     response_model=JobView,
     responses={
         200: {"model": JobView, "description": "A replay of an earlier request with the same Idempotency-Key."},
+        403: {"model": Problem, "description": "The callback URL leads somewhere callbacks may not go."},
         409: {"model": Problem, "description": "The Idempotency-Key was used with a different body."},
         413: {"model": Problem, "description": "The body is over the configured size."},
-        503: {"model": Problem, "description": "Temporal is unreachable; no job was created."},
+        429: {"model": Problem, "description": "The tenant has its most unfinished jobs; see Retry-After."},
+        503: {
+            "model": Problem,
+            "description": "The workflow could not be started. With an Idempotency-Key the job is kept (queued) and "
+            "a retry with the same key starts it; without one it is marked failed.",
+        },
     },
 )
 async def create_job(
@@ -126,11 +166,13 @@ async def create_job(
     callback_url = body.callback_url or key.callback_url
     if body.callback_url:
         try:
-            await resolve_safe(body.callback_url, settings.callback_allow)
+            await resolve_safe(body.callback_url, callback_allow(settings, key), settings.outbound_ports)
         except UnsafeURLError as error:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from error
+            raise HTTPException(status.HTTP_403_FORBIDDEN, str(error)) from error
     digest = request_hash(body)
     tenant = key.tenant  # read before a rollback below expires the key's row
+    if not (idempotency_key and await session.get(Job, idempotent_job_id(tenant, idempotency_key))):
+        await check_tenant_cap(session, settings, tenant)  # a replay is not a new job
     job_id = idempotent_job_id(tenant, idempotency_key) if idempotency_key else new_job_id()
     job = Job(
         id=job_id,
@@ -167,23 +209,52 @@ async def create_job(
                 "This Idempotency-Key was already used with a different request body; use a new key.",
             ) from None
         if existing.status == JobStatus.QUEUED:  # the first request may have died before starting it
-            await start_job_workflow(client, existing, settings, run, request.app.state.temporal.search_attributes)
+            await start_or_keep(session, client, existing, settings, run, request)
+            if existing.error is not None:
+                existing.error = None
+                await session.commit()
         response.status_code = status.HTTP_200_OK
         response.headers["Idempotent-Replayed"] = "true"
         response.headers["Location"] = f"/v1/jobs/{job_id}"
         return await job_view(session, None, existing, settings)
+    await start_or_keep(session, client, job, settings, run, request)
+    response.headers["Location"] = f"/v1/jobs/{job_id}"
+    return await job_view(session, None, job, settings)
+
+
+def callback_allow(settings: Settings, key: ApiKey) -> list[str]:
+    """Where this key's callbacks may go although not public: the operator's list and the key's own."""
+    return [*settings.callback_allow, *(key.callback_allow or [])]
+
+
+async def start_or_keep(
+    session: SessionDep, client: TemporalDep, job: Job, settings: Settings, run: JobInput, request: Request
+) -> None:
+    """Start the job's workflow; when that fails, keep the row (the workflow may have started all the same) with
+    the error, and answer 503: queued when an Idempotency-Key lets a retry start it, else failed."""
     try:
         await start_job_workflow(client, job, settings, run, request.app.state.temporal.search_attributes)
     except Exception as error:
-        await session.delete(job)
+        retry = job.idempotency_key is not None
+        job.error = f"The job's workflow could not be started ({error}). " + (
+            "Retry the request with the same Idempotency-Key to start it." if retry else "Submit it again."
+        )
+        if not retry:
+            # Should the workflow have started after all, its first status update brings the job back.
+            job.status = JobStatus.FAILED
+        job_id = job.id
         await session.commit()
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
-            f"Could not start the job's workflow ({error}); nothing was created. Check that Temporal is "
-            f"running at {settings.effective_temporal_address} and retry.",
+            f"Could not start the workflow of job {job_id} ({error}); check that Temporal is running at "
+            f"{settings.effective_temporal_address}. "
+            + (
+                "The job is kept, queued: retry with the same Idempotency-Key and it starts."
+                if retry
+                else "The job is marked failed; retry the request (send an Idempotency-Key to make retries safe)."
+            ),
+            headers={"Retry-After": "5"},
         ) from error
-    response.headers["Location"] = f"/v1/jobs/{job_id}"
-    return await job_view(session, None, job, settings)
 
 
 @router.get("", response_model=JobList)
@@ -191,18 +262,15 @@ async def list_jobs(
     session: SessionDep,
     settings: SettingsDep,
     key: CurrentKey,
-    status_: Annotated[str | None, Query(alias="status", description=f"One of: {', '.join(JobStatus.ALL)}.")] = None,
+    status_: Annotated[JobStatusName | None, Query(alias="status", description="Only jobs in this status.")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
-    cursor: Annotated[str | None, Query(description="From the previous page's next_cursor.")] = None,
+    cursor: Annotated[
+        str | None, Query(pattern=CURSOR_PATTERN, description="From the previous page's next_cursor.")
+    ] = None,
 ) -> JobList:
     """The tenant's jobs, newest first, optionally filtered by status, a page at a time."""
     query = select(Job).where(Job.tenant == key.tenant).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
     if status_ is not None:
-        if status_ not in JobStatus.ALL:
-            raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_CONTENT,
-                f"status must be one of {', '.join(JobStatus.ALL)}; got {status_!r}",
-            )
         query = query.where(Job.status == status_)
     if cursor:
         try:

@@ -65,7 +65,7 @@ def migrate() -> None:
 
     settings = get_settings()
     run_once(upgrade(settings.effective_database_url))
-    console.print(f"Job store migrated: {settings.effective_database_url}")
+    console.print(f"Job store migrated: {settings.shown_database_url}")
 
 
 @app.command()
@@ -153,7 +153,8 @@ def run(
                 stack.start_all()
             api = _api()
             job = api.create_job(task, max_parallel)
-            console.print(f"Submitted [bold]{job['id']}[/] · Temporal UI: {job['links']['temporal_ui']}")
+            ui = job["links"].get("temporal_ui")
+            console.print(f"Submitted [bold]{job['id']}[/]" + (f" · Temporal UI: {ui}" if ui else ""))
             final = watch_job(api, job["id"], console, settings.max_steps)
             console.print()
             print_job(final, console)
@@ -223,6 +224,12 @@ def keys_create(
     tenant: Annotated[str, typer.Option(help="The tenant the key's jobs belong to.")],
     name: Annotated[str, typer.Option(help="A label for the key.")] = "default",
     callback_url: Annotated[str | None, typer.Option(help="Default callback URL for the key's jobs.")] = None,
+    callback_allow: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A host, host:port or network this key's callbacks may reach although not public (repeatable)."
+        ),
+    ] = None,
 ) -> None:
     """Issue a key; it and its webhook secret are shown once (only a hash of the key is stored)."""
     from swarmkeep.store.engine import run_once, session_scope
@@ -232,7 +239,9 @@ def keys_create(
 
     async def issue() -> tuple[int, str, str]:
         async with session_scope(settings.effective_database_url) as session:
-            issued = await create_key(session, tenant=tenant, name=name, callback_url=callback_url)
+            issued = await create_key(
+                session, tenant=tenant, name=name, callback_url=callback_url, callback_allow=callback_allow
+            )
             return issued.row.id, issued.key, issued.webhook_secret
 
     key_id, key, secret = run_once(issue())

@@ -116,4 +116,5 @@ def print_job(job: dict[str, Any], console: Console) -> None:
     if job.get("result") and job["result"].get("synthesis"):
         console.print(Panel(Markdown(job["result"]["synthesis"]), title="Synthesis", border_style="green"))
     console.print(metrics_table(job.get("metrics", {})))
-    console.print(f"Temporal UI: {job['links']['temporal_ui']}")
+    if job["links"].get("temporal_ui"):
+        console.print(f"Temporal UI: {job['links']['temporal_ui']}")

@@ -84,7 +84,7 @@ class LocalStack:
 
     def migrate(self) -> None:
         run_once(upgrade(self.settings.effective_database_url))
-        self.say(f"Job store: migrated ({self.settings.effective_database_url})")
+        self.say(f"Job store: migrated ({self.settings.shown_database_url})")
         self.dev_key = run_once(self._dev_key())
 
     async def _dev_key(self) -> str:

@@ -39,9 +39,15 @@ def new_webhook_secret() -> str:
 
 
 async def create_key(
-    session: AsyncSession, tenant: str, name: str, callback_url: str | None = None, key: str | None = None
+    session: AsyncSession,
+    tenant: str,
+    name: str,
+    callback_url: str | None = None,
+    key: str | None = None,
+    callback_allow: list[str] | None = None,
 ) -> IssuedKey:
-    """Issue a key for `tenant` (or register a given one, as for the development key)."""
+    """Issue a key for `tenant` (or register a given one, as for the development key); `callback_allow` opens
+    non-public callback destinations for this key's jobs only (entries as in SWARMKEEP_CALLBACK_ALLOW)."""
     key = key or KEY_PREFIX + secrets.token_urlsafe(32)
     row = ApiKey(
         tenant=tenant,
@@ -50,6 +56,7 @@ async def create_key(
         key_hash=hash_key(key),
         webhook_secret=new_webhook_secret(),
         callback_url=callback_url,
+        callback_allow=list(callback_allow) if callback_allow else None,
     )
     session.add(row)
     await session.flush()

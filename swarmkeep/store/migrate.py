@@ -10,6 +10,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
+from swarmkeep.settings import redact_url
 from swarmkeep.store.engine import get_engine
 
 
@@ -75,6 +76,6 @@ async def require_migrated(url: str) -> None:
     if current != head:
         state = "has never been migrated" if current is None else f"is at revision {current}, not {head}"
         raise DatabaseNotMigratedError(
-            f"The job store at {url} {state}. Run `swarmkeep migrate` first "
+            f"The job store at {redact_url(url)} {state}. Run `swarmkeep migrate` first "
             "(it uses the same SWARMKEEP_DATABASE_URL), then start again."
         )

@@ -158,6 +158,7 @@ class ScriptedLLM:
         self.requests: list[dict[str, Any]] = []
         self.in_flight = 0
         self.max_in_flight = 0
+        self._generation = 0  # bumped by reset(): calls of an earlier test still running count no more
         self.port = free_port()
         self._lock = threading.Lock()
         self._stopping = False
@@ -173,7 +174,8 @@ class ScriptedLLM:
         with self._lock:
             self.script = script or Script()
             self.requests = []
-            self.max_in_flight = 0
+            self.in_flight = self.max_in_flight = 0
+            self._generation += 1
         return self.script
 
     def calls(self, kind: str, subtask: str | None = None) -> list[dict[str, Any]]:
@@ -234,8 +236,7 @@ class ScriptedLLM:
         @app.post("/v1/chat/completions")
         async def chat(request: Request) -> Response:
             # In flight from the request's arrival to its answer's last byte (a streamed one's [DONE]).
-            self.in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            generation = self._enter()
             streaming = False
             try:
                 body = await request.json()
@@ -246,10 +247,12 @@ class ScriptedLLM:
                 if not body.get("stream"):
                     return JSONResponse(completion)
                 streaming = True
-                return StreamingResponse(self._stream(body, completion, fault), media_type="text/event-stream")
+                return StreamingResponse(
+                    self._stream(body, completion, fault, generation), media_type="text/event-stream"
+                )
             finally:
                 if not streaming:
-                    self.in_flight -= 1
+                    self._leave(generation)
 
         async def answer(body: dict[str, Any]) -> Response | tuple[dict[str, Any], Fault | None]:
             kind, subtask, step = self._classify(body)
@@ -299,8 +302,18 @@ class ScriptedLLM:
 
         return app
 
+    def _enter(self) -> int:
+        """Count a call in flight; returns the script generation it belongs to."""
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        return self._generation
+
+    def _leave(self, generation: int) -> None:
+        if generation == self._generation:
+            self.in_flight -= 1
+
     async def _stream(
-        self, body: dict[str, Any], completion: dict[str, Any], fault: Fault | None
+        self, body: dict[str, Any], completion: dict[str, Any], fault: Fault | None, generation: int
     ) -> AsyncIterator[str]:
         """A completion as server-sent events, going wrong mid-answer where the fault says."""
         chunks = stream_chunks(completion, self.script.chunk_chars)
@@ -325,12 +338,12 @@ class ScriptedLLM:
                 if delay and index:
                     await asyncio.sleep(delay)
                 yield f"data: {json.dumps(chunk)}\n\n"
-            self.in_flight -= 1  # before the last line: the client may send its next call as soon as it has it
+            self._leave(generation)  # before the last line: the client may send its next call as soon as it has it
             counted = False
             yield "data: [DONE]\n\n"
         finally:
             if counted:
-                self.in_flight -= 1
+                self._leave(generation)
 
     def _completion(self, body: dict[str, Any], message: dict[str, Any], finish_reason: str) -> dict[str, Any]:
         return {
