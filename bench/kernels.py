@@ -2,7 +2,9 @@
 expert shapes and the fused MoE, at M = 1..64. Prints a table and writes bench/out/kernels.png.
 
 Run: python bench/kernels.py [--iters N] [--threads 2]. Every weight is drawn from a rotating pool larger than
-the last-level cache, so each call streams its weights from memory as a decode step does.
+the last-level cache, so each call streams its weights from memory as a decode step does. Every table says which
+CPU features the kernels used and which path ran each row; ``SWARMKEEP_INT4_CPU_FEATURES=avx2`` (with
+``ATEN_CPU_CAPABILITY=avx2`` for torch's own ops) measures an AVX-512 machine as an AVX2-only one.
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ from pathlib import Path
 
 import torch
 
-from swarmkeep.kernels.cpu import CpuW4A16MoE, choose_path, to_blocked, w4a16_linear
+from swarmkeep.kernels.cpu import CpuW4A16MoE, choose_path, feature_names, to_blocked, w4a16_linear
 from swarmkeep.kernels.cpu.extension import extension
+from swarmkeep.kernels.cpu.moe import moe_path
 from swarmkeep.kernels.format import random_int4_weight
 from swarmkeep.kernels.moe_weights import random_moe
 from swarmkeep.kernels.routing import RoutingConfig
 
+PATHS: dict[tuple[int, int, int], str] = {}  # (n, k, M) -> the path "ours" ran
 SHAPES = [(2048, 7168), (7168, 2048)]  # (N, K): Kimi's gate/up and down projections
 MS = [1, 2, 4, 8, 16, 32, 64]
 OUT = Path(__file__).resolve().parent / "out"
@@ -35,6 +39,17 @@ def llc_bytes() -> int:
         return int(text.rstrip("KMG")) * scale
     except (OSError, ValueError):
         return 64 << 20
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), so that figures from different machines are never mixed up."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
 
 
 def pool_size(item_bytes: int, target: int) -> int:
@@ -99,6 +114,7 @@ def bench_linear(n: int, k: int, iters: int, threads: int, target: int) -> dict[
     nbytes = pool[0].nbytes
     results["ours"] = {}
     for m in MS:
+        PATHS[(n, k, m)] = choose_path(m, (n, k), threads).name
         x = torch.randn(m, k, generator=gen).to(torch.bfloat16)
         t = median_time(lambda i, x=x, p=pool: w4a16_linear(x, p[i % len(p)], threads=threads), iters, len(pool))
         results["ours"][m] = (t, nbytes)
@@ -154,12 +170,15 @@ def bench_moe(iters: int, threads: int, experts: int) -> dict[int, tuple[float, 
     )
     results = {}
     for tokens in MS:
+        PATHS[(0, 0, tokens)] = "?"
         x = torch.randn(tokens, 7168, generator=gen).to(torch.bfloat16)
         routes = [
             torch.stack([torch.randperm(experts, generator=gen)[:8] for _ in range(tokens)]) for _ in range(iters + 2)
         ]
         weights = torch.rand(tokens, 8, generator=gen)
         t = median_time(lambda i, x=x, r=routes, w=weights: layer.routed(x, r[i], w, threads=threads), iters)
+        busiest = statistics.median(int(torch.bincount(r.flatten()).max()) for r in routes)
+        PATHS[(0, 0, tokens)] = moe_path(None, int(busiest), 7168, 2048, threads).name
         selected = statistics.mean(len(torch.unique(r)) for r in routes) * per_expert
         results[tokens] = (t, int(selected))
     return results
@@ -168,24 +187,25 @@ def bench_moe(iters: int, threads: int, experts: int) -> dict[int, tuple[float, 
 def print_linear(shape: tuple[int, int], res: dict[str, dict[int, tuple[float, int]]], bw: float) -> None:
     n, k = shape
     print(f"\nW4A16 linear {n}x{k} (N x K); read bandwidth {bw / 1e9:.1f} GB/s")
-    print(f"{'M':>3} {'method':<11} {'time ms':>9} {'GB/s':>7} {'% bw':>6} {'vs bf16':>8}")
+    print(f"{'M':>3} {'method':<11} {'path':<12} {'time ms':>9} {'GB/s':>7} {'% bw':>6} {'vs bf16':>8}")
     for m in MS:
         bf16 = res["bf16"][m][0]
         for name, by_m in res.items():
             t, nbytes = by_m[m]
+            path = PATHS[(n, k, m)] if name == "ours" else f"aten {torch.backends.cpu.get_cpu_capability()}"
             print(
-                f"{m:>3} {name:<11} {t * 1e3:>9.3f} {nbytes / t / 1e9:>7.1f} {100 * nbytes / t / bw:>5.0f}% "
-                f"{bf16 / t:>7.2f}x"
+                f"{m:>3} {name:<11} {path:<12} {t * 1e3:>9.3f} {nbytes / t / 1e9:>7.1f} "
+                f"{100 * nbytes / t / bw:>5.0f}% {bf16 / t:>7.2f}x"
             )
 
 
 def print_moe(res: dict[int, tuple[float, int]], bw: float) -> None:
     print(f"\nFused MoE 7168x2048 experts, top-8 (routed experts only); read bandwidth {bw / 1e9:.1f} GB/s")
-    print(f"{'T':>3} {'time ms':>9} {'sel. MB':>8} {'GB/s':>7} {'% bw':>6} {'vs ideal':>9}")
+    print(f"{'T':>3} {'path':<12} {'time ms':>9} {'sel. MB':>8} {'GB/s':>7} {'% bw':>6} {'vs ideal':>9}")
     for tokens, (t, nbytes) in res.items():
         ideal = nbytes / bw
         print(
-            f"{tokens:>3} {t * 1e3:>9.3f} {nbytes / 1e6:>8.1f} {nbytes / t / 1e9:>7.1f} "
+            f"{tokens:>3} {PATHS[(0, 0, tokens)]:<12} {t * 1e3:>9.3f} {nbytes / 1e6:>8.1f} {nbytes / t / 1e9:>7.1f} "
             f"{100 * nbytes / t / bw:>5.0f}% {t / ideal:>8.2f}x"
         )
 
@@ -230,9 +250,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     target = max(2 * llc_bytes(), 256 << 20)
     print(
-        f"threads {args.threads}; pools of {target / 2**20:.0f} MiB (2x LLC); paths: M=1 -> "
-        f"{choose_path(1).name}, M=64 -> {choose_path(64).name}"
+        f"CPU: {cpu_model()}; kernel features in use: {','.join(feature_names()) or 'none'}; torch ATen "
+        f"capability: {torch.backends.cpu.get_cpu_capability()}"
     )
+    print(f"threads {args.threads}; pools of {target / 2**20:.0f} MiB (2x LLC); path per row measured at first use")
     bw = read_bandwidth(args.threads, target)
     linear = {shape: bench_linear(*shape, args.iters, args.threads, target) for shape in SHAPES}
     moe = bench_moe(args.iters, args.threads, args.experts)

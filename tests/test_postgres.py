@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -22,14 +21,6 @@ from tests.support.scripted_llm import Script, diamond_plan
 
 pytestmark = pytest.mark.postgres
 _names = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[EmbeddedPostgres]:
-    server = EmbeddedPostgres()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +23,6 @@ from swarmkeep.store.keys import IssuedKey, create_key
 from swarmkeep.store.models import Job, JobStatus
 from tests.conftest import migrated_settings
 from tests.support.api_server import ApiServer
-from tests.support.postgres import EmbeddedPostgres
 
 _names = itertools.count()
 
@@ -51,14 +50,6 @@ class Api:
             for engines in list(store_engine._engines.values())
             if url in engines
         )
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[EmbeddedPostgres]:
-    server = EmbeddedPostgres()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest_asyncio.fixture

@@ -16,7 +16,8 @@ from vllm.model_executor.layers.quantization.compressed_tensors.compressed_tenso
     CompressedTensorsWNA16MoEMethod,
 )
 
-from swarmkeep.kernels.cpu import CpuW4A16MoE, available_paths
+from swarmkeep.kernels.cpu import CpuW4A16MoE, feature_names
+from swarmkeep.kernels.cpu.moe import moe_path
 from swarmkeep.kernels.format import Int4Weight
 from swarmkeep.kernels.moe_weights import MoEWeights
 from swarmkeep.kernels.routing import RoutingConfig
@@ -75,7 +76,7 @@ class SwarmkeepCompressedTensorsConfig(CompressedTensorsConfig):
 
 
 class SwarmkeepInt4MoEMethod(CompressedTensorsWNA16MoEMethod):
-    """Routed INT4 experts on swarmkeep's CPU kernels (AMX, AVX-512 BF16 or portable C++).
+    """Routed INT4 experts on swarmkeep's CPU kernels, on the path the kernels' dispatch measured fastest here.
 
     Weights load exactly as for vLLM's WNA16 method (same parameters, same loader); routing and the shared
     expert stay vLLM's: this method gets each token's experts and weights and returns their weighted sum.
@@ -110,11 +111,15 @@ class SwarmkeepInt4MoEMethod(CompressedTensorsWNA16MoEMethod):
         router = torch.zeros(experts, w2.shape[1], dtype=torch.bfloat16)
         top_k = self.moe.experts_per_token
         self.kernel = CpuW4A16MoE(MoEWeights(router, gate, up, down), RoutingConfig(top_k=top_k, scoring="softmax"))
-        paths = available_paths()  # builds the C++ extension now rather than in the first request
+        # Builds the C++ extension and times the paths on this layer's shape now (once per machine, cached in
+        # the data directory) rather than in the first request.
+        hidden = int(w2.shape[1])
+        decode, batch = moe_path(None, 1, hidden, inter, None), moe_path(None, 8, hidden, inter, None)
         _log_once(
             "paths",
             f"{LOG_MARKER}: routed experts run on swarmkeep's CPU kernels ({experts} experts of {inter} x "
-            f"{w2.shape[1]} per layer; paths available here: {', '.join(p.name for p in paths)})",
+            f"{hidden} per layer; CPU features {','.join(feature_names()) or 'none'}; path at 1 row per expert "
+            f"{decode.name}, at 8 {batch.name})",
         )
 
     def apply(

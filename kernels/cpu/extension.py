@@ -16,7 +16,7 @@ from types import ModuleType
 
 CSRC = Path(__file__).resolve().parent.parent / "csrc"
 _SOURCES = ("w4a16_ops.cpp",)
-_HEADERS = ("pool.h", "w4a16_tiles.h")
+_HEADERS = ("pool.h", "w4a16_tiles.h", "w4a16_avx2.h")
 # -O3 only: ISA-specific code is chosen per function (target attributes) and dispatched at run time, so a
 # cached build never depends on the machine that compiled it.
 _CFLAGS = ["-O3", "-std=c++17", "-fno-math-errno"]

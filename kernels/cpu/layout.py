@@ -8,11 +8,11 @@ in 2 MiB pages (huge_pages.py).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
-from ..format import GROUP_SIZE, PACK_FACTOR, Int4Weight
+from ..format import GROUP_SIZE, PACK_FACTOR, Int4Weight, unpack_int4
 from .huge_pages import empty_huge, in_huge_pages
 
 TILE_N = 16
@@ -25,6 +25,8 @@ class BlockedInt4:
     codes: torch.Tensor  # int32 [N_pad / 16, K / 8, 16]
     scales: torch.Tensor  # bf16 [N_pad / 16, K / 32, 16]
     out_features: int
+    # torch's int4 layout of the same weight, built the first time its op runs this weight (TORCH_INT4 path).
+    torch_int4: dict[str, torch.Tensor] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def in_features(self) -> int:
@@ -80,3 +82,19 @@ def stack_experts(weights: list[Int4Weight]) -> tuple[torch.Tensor, torch.Tensor
     codes = empty_huge((len(tiled), *tiled[0][0].shape), torch.int32)
     scales = empty_huge((len(tiled), *tiled[0][1].shape), torch.bfloat16)
     return torch.stack([c for c, _ in tiled], out=codes), torch.stack([s for _, s in tiled], out=scales)
+
+
+def torch_int4_layout(blocked: BlockedInt4) -> tuple[torch.Tensor, torch.Tensor]:
+    """The weight packed for ``torch.ops.aten._weight_int4pack_mm_for_cpu`` (codes, scales-and-zeros
+    [K/32, N, 2]); built once per weight and kept beside it. torch's dequantization is ``(u - 8) * s + z``, the
+    Kimi format's with zero ``z = 0``."""
+    if not blocked.torch_int4:
+        # Padding rows included: torch's op wants N in multiples of 16; callers drop the padded outputs.
+        tiles, words, _ = blocked.codes.shape
+        packed = blocked.codes.transpose(1, 2).reshape(tiles * TILE_N, words)
+        u = (unpack_int4(packed).to(torch.int32) + 8).contiguous()
+        codes = torch.ops.aten._convert_weight_to_int4pack_for_cpu(u, 1)
+        scale = blocked.scales.transpose(1, 2).reshape(tiles * TILE_N, -1).t().contiguous()
+        blocked.torch_int4["codes"] = codes
+        blocked.torch_int4["scales_zeros"] = torch.stack([scale, torch.zeros_like(scale)], dim=2).contiguous()
+    return blocked.torch_int4["codes"], blocked.torch_int4["scales_zeros"]

@@ -1,4 +1,5 @@
-"""The CPU W4A16 linear: repack once at load, then a small forward that dispatches by M."""
+"""The CPU W4A16 linear: repack once at load, then a small forward on the path the dispatcher measured fastest for
+the weight's shape and M."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from ..format import Int4Weight
 from ..reference import check_activation, w4a16_linear_ref
 from .dispatch import CpuPath, num_threads, resolve
 from .extension import extension
-from .layout import BlockedInt4, from_blocked, to_blocked
+from .layout import BlockedInt4, from_blocked, to_blocked, torch_int4_layout
 
 
 def w4a16_linear(
@@ -20,12 +21,19 @@ def w4a16_linear(
 ) -> torch.Tensor:
     """``x @ W.T (+ bias)`` for bf16 ``x`` [M, K] and a blocked INT4 weight; bf16 [M, N]."""
     check_activation(x, weight.in_features)
-    chosen = resolve(path, x.shape[0])
+    chosen = resolve(path, x.shape[0], (weight.out_features, weight.in_features), threads)
     if chosen == CpuPath.TORCH:
         return w4a16_linear_ref(x, from_blocked(weight), bias)
-    ext = extension()
-    assert ext is not None  # resolve() only offers C++ paths when the extension loaded
-    y = ext.w4a16_linear(x, weight.codes, weight.scales, weight.out_features, int(chosen), num_threads(threads))
+    if chosen == CpuPath.TORCH_INT4:
+        if x.shape[0] == 0:
+            return x.new_empty(0, weight.out_features)
+        codes, scales_zeros = torch_int4_layout(weight)
+        y = torch.ops.aten._weight_int4pack_mm_for_cpu(x.contiguous(), codes, 32, scales_zeros)
+        y = y[:, : weight.out_features].contiguous() if y.shape[1] != weight.out_features else y
+    else:
+        ext = extension()
+        assert ext is not None  # resolve() only offers C++ paths when the extension loaded
+        y = ext.w4a16_linear(x, weight.codes, weight.scales, weight.out_features, int(chosen), num_threads(threads))
     if bias is not None:
         y = (y.float() + bias.float()).to(torch.bfloat16)
     return y

@@ -9,7 +9,7 @@ from ..format import Int4Weight
 from ..moe_weights import MoEWeights
 from ..reference import check_activation, moe_combine_ref
 from ..routing import RoutingConfig, route
-from .dispatch import CpuPath, num_threads, resolve
+from .dispatch import CpuPath, available_paths, heuristic_path, num_threads, resolve
 from .extension import extension
 from .layout import stack_experts
 
@@ -17,6 +17,17 @@ from .layout import stack_experts
 def _gate_up(gate: Int4Weight, up: Int4Weight) -> Int4Weight:
     # One [2I, H] matrix per expert: a tile of gate rows and the matching tile of up rows meet in one chunk.
     return Int4Weight(torch.cat([gate.packed, up.packed]), torch.cat([gate.scale, up.scale]))
+
+
+def moe_path(path: CpuPath | None, busiest: int, hidden: int, inter: int, threads: int | None) -> CpuPath:
+    """The path of a fused MoE call whose busiest expert has ``busiest`` rows: the one the linear's dispatcher
+    measured fastest on the gate/up shape [2I, H]. torch's int4 op has no fused MoE form, so where it wins (or is
+    forced) the fastest C++ path by feature bits runs instead."""
+    chosen = resolve(path, busiest, (2 * inter, hidden), threads)
+    if chosen == CpuPath.TORCH_INT4:
+        fallback = heuristic_path(max(busiest, 1))
+        chosen = fallback if fallback in available_paths() and fallback != CpuPath.TORCH_INT4 else CpuPath.TORCH
+    return chosen
 
 
 class CpuW4A16MoE:
@@ -47,7 +58,7 @@ class CpuW4A16MoE:
         if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.moe.num_experts):
             raise ValueError(f"expert ids must lie in [0, {self.moe.num_experts})")
         busiest = int(torch.bincount(ids.flatten()).max()) if ids.numel() else 0
-        chosen = resolve(path, busiest)
+        chosen = moe_path(path, busiest, self.moe.hidden_size, self.moe.intermediate_size, threads)
         if chosen == CpuPath.TORCH:
             return moe_combine_ref(x, self.moe, ids, weights.float())
         ext = extension()

@@ -6,16 +6,21 @@
 #include <torch/extension.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <vector>
 
 #include "pool.h"
 #include "w4a16_tiles.h"
+#include "w4a16_avx2.h"
 
 namespace swarmkeep {
 namespace {
 
-enum Path : int64_t { kGeneric = 1, kAvx512 = 2, kAmx = 3, kFp16 = 4 };
+enum Path : int64_t { kGeneric = 1, kAvx512 = 2, kAmx = 3, kFp16 = 4, kAvx2 = 5 };
+
+// Feature bits the process may use (limit_features): lets a test or benchmark run this CPU as an AVX2-only one.
+std::atomic<int64_t> feature_mask{-1};
 
 bool os_allows_amx() {
   // Linux hands out the 8 KiB AMX tile state only to processes that ask for it.
@@ -50,12 +55,18 @@ int64_t detect_features() {
 
 int64_t cpu_features() {
   static const int64_t caps = detect_features();
-  return caps;
+  return caps & feature_mask.load(std::memory_order_relaxed);
+}
+
+// Keeps only the feature bits in mask (-1: all the CPU has) and returns what is left.
+int64_t limit_features(int64_t mask) {
+  feature_mask.store(mask, std::memory_order_relaxed);
+  return cpu_features();
 }
 
 void check_path(int64_t path) {
   const int64_t caps = cpu_features();
-  TORCH_CHECK(path == kGeneric || (path == kAvx512 && (caps & 2)) || (path == kAmx && (caps & 4)) ||
+  TORCH_CHECK(path == kGeneric || (path == kAvx2 && (caps & 1)) || (path == kAvx512 && (caps & 2)) || (path == kAmx && (caps & 4)) ||
                   (path == kFp16 && (caps & 8)),
               "W4A16 CPU path ", path, " is not supported on this CPU (features ", caps, ")");
 }
@@ -111,6 +122,10 @@ int64_t out_rows(int64_t path, int64_t rows) { return path == kAmx ? round_up(ro
 void run_tiles(int64_t path, const Rows& a, int64_t K, const int32_t* w, const uint16_t* s, int64_t tiles,
                float* out) {
   const int rows = static_cast<int>(a.count);
+  if (path == kAvx2) {
+    tile_avx2(a.aux, rows, K, w, s, tiles, out);
+    return;
+  }
   if (path == kAvx512) {
     tile_avx512(a.x, a.ld, a.aux, rows, K, w, s, tiles, out);
     return;
@@ -133,12 +148,16 @@ void run_tiles(int64_t path, const Rows& a, int64_t K, const int32_t* w, const u
 }
 
 // Floats of Rows::aux per row of K.
-int64_t aux_per_row(int64_t path, int64_t K) { return path == kAvx512 ? K / kGroup : path == kFp16 ? 1 : 0; }
+int64_t aux_per_row(int64_t path, int64_t K) {
+  return path == kAvx512 ? K / kGroup : path == kFp16 ? 1 : path == kAvx2 ? avx2_row_floats(K) : 0;
+}
 
 // Readies `rows` permuted rows of K for the path: the AVX-512 BF16 path gets per-group sums (sum_groups); the
-// FP16 path gets the rows converted in place (fp16_rows) and each row's 2^e; other paths need nothing.
+// FP16 path gets the rows converted in place (fp16_rows) and each row's 2^e; the AVX2 path gets fp32 rows
+// (avx2_rows); other paths need nothing.
 std::vector<float> prepare_rows(int64_t path, uint16_t* x, int64_t rows, int64_t K) {
   std::vector<float> aux(static_cast<size_t>(rows * aux_per_row(path, K)));
+  if (path == kAvx2) avx2_rows(x, rows, K, aux.data());
   if (path == kAvx512)
     for (int64_t r = 0; r < rows; ++r) sum_groups(x + r * K, K, aux.data() + r * (K / kGroup));
 #if SWK_HAVE_FP16
@@ -353,9 +372,10 @@ int64_t read_bytes(const torch::Tensor& buf, int64_t threads) {
   constexpr int64_t kChunk = 1 << 20;
   const int64_t n = buf.numel(), chunks = n / kChunk;
   std::vector<int64_t> sums(static_cast<size_t>(chunks), 0);
-  const bool wide = cpu_features() & 2;
+  const int64_t caps = cpu_features();
   WorkPool::instance().run(chunks, static_cast<int>(threads), [&](int64_t c) {
-    sums[c] = wide ? read_avx512(p + c * kChunk, kChunk) : read_portable(p + c * kChunk, kChunk);
+    const uint8_t* q = p + c * kChunk;
+    sums[c] = (caps & 2) ? read_avx512(q, kChunk) : (caps & 1) ? read_avx2(q, kChunk) : read_portable(q, kChunk);
   });
   int64_t total = 0;
   for (auto v : sums) total += v;
@@ -367,6 +387,7 @@ int64_t read_bytes(const torch::Tensor& buf, int64_t threads) {
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("cpu_features", &swarmkeep::cpu_features, "bit 0: AVX2+FMA, bit 1: AVX-512 BF16, bit 2: AMX BF16, bit 3: AVX-512 FP16");
+  m.def("limit_features", &swarmkeep::limit_features, "use only these feature bits (-1: all); returns the bits left");
   m.def("w4a16_linear", &swarmkeep::w4a16_linear, "W4A16 linear on the blocked layout");
   m.def("moe_forward", &swarmkeep::moe_forward, "routed experts of a W4A16 SwiGLU MoE layer");
   m.def("read_bytes", &swarmkeep::read_bytes, "read a buffer on N threads (bandwidth probe)");
