@@ -21,6 +21,7 @@ class LoopPolicy:
     min_repeats: int = 3  # a block seen this many times in a row is a loop (a last copy cut short counts)
     max_period: int = 4  # a loop repeats a block of at most this many sentences or lines
     min_chars: int = 12  # shorter blocks ("Yes.", "---") may repeat on purpose
+    echo_chars: int = 40  # a sentence this long said again word for word, anywhere later, is a loop too
 
 
 def _norm(unit: str) -> str:
@@ -42,9 +43,19 @@ def _units(text: str) -> list[tuple[int, str]]:
     return units
 
 
-def cut_loop(text: str, policy: LoopPolicy = LoopPolicy()) -> tuple[str, bool]:
-    """`text` up to where it starts repeating itself (the first occurrence kept), and whether it was cut."""
-    units = _units(text)
+def _first_echo(units: list[tuple[int, str]], policy: LoopPolicy) -> int | None:
+    """Where a long sentence comes back word for word (a small model's loop with other sentences between)."""
+    seen: set[str] = set()
+    for start, norm in units:
+        if len(norm) >= policy.echo_chars:
+            if norm in seen:
+                return start
+            seen.add(norm)
+    return None
+
+
+def _first_run(units: list[tuple[int, str]], policy: LoopPolicy) -> int | None:
+    """Where a block of sentences or lines starts its second copy in a run of `min_repeats` or more."""
     for j in range(1, len(units)):
         for period in range(1, min(policy.max_period, j) + 1):
             block = [norm for _, norm in units[j - period : j]]
@@ -62,7 +73,16 @@ def cut_loop(text: str, policy: LoopPolicy = LoopPolicy()) -> tuple[str, bool]:
             ):
                 repeats += 1  # the last copy, cut short by the token limit
             if repeats >= policy.min_repeats:
-                return text[: units[j][0]].rstrip(), True
+                return units[j][0]
+    return None
+
+
+def cut_loop(text: str, policy: LoopPolicy = LoopPolicy()) -> tuple[str, bool]:
+    """`text` up to where it starts repeating itself (the first occurrence kept), and whether it was cut."""
+    units = _units(text)
+    cuts = [cut for cut in (_first_echo(units, policy), _first_run(units, policy)) if cut is not None]
+    if cuts:
+        return text[: min(cuts)].rstrip(), True
     for stutter in STUTTER.finditer(text):
         if len(set(stutter.group(1))) > 1:
             return (text[: stutter.start()] + stutter.group(1)).rstrip(), True

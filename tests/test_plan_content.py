@@ -152,6 +152,21 @@ def test_looping_text_is_cut(text: str, expected: str) -> None:
     assert cut_loop(text) == (expected, True)
 
 
+def test_a_long_sentence_said_again_with_others_between_is_a_loop() -> None:
+    # From the real SmolLM2's synthesis of the demo task (a fresh `make demo`): paragraphs that end on the same
+    # sentence, then a paragraph said twice.
+    echo = "I'm looking forward to seeing the excitement on their faces as they prepare to attend this event."
+    again = f"I'm really proud of everyone involved and grateful to support them every step of the way. {echo}"
+    text = f"The workshop is an opportunity to share our work.\n\nWe will promote it. {echo}\n\n{again}\n\n{again}\n"
+    cut, looped = cut_loop(text)
+    assert looped and cut == (
+        "The workshop is an opportunity to share our work.\n\nWe will promote it. "
+        f"{echo}\n\nI'm really proud of everyone involved and grateful to support them every step of the way."
+    )
+    lines = [line for line in cut.splitlines() if line.strip()]
+    assert len(lines) == len(set(lines))
+
+
 @pytest.mark.parametrize(
     "text",
     [
